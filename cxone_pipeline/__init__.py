@@ -1,0 +1,3 @@
+"""NICE CXone events into a typed, hourly partitioned data lake."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from cxone_pipeline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""`cxone-pipeline` command line: each command lives beside the code it drives."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module exposes `register(subparsers)`; heavy imports stay inside its handlers.
+COMMAND_MODULES = (
+    "cxone_pipeline.landing.command",
+)
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on; printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxone-pipeline",
+        description="Land NICE CXone events in a typed, hourly partitioned data lake.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CommandError as exc:
+        print(f"cxone-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
