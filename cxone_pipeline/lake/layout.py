@@ -1,0 +1,129 @@
+"""The lake's key layout: the only place that builds or parses staging, curated and quarantine keys.
+
+Keys are built from validated subject names and server-generated parts only.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+STAGING = "staging"
+CURATED = "curated"
+QUARANTINE = "quarantine"
+ZONES = (STAGING, CURATED, QUARANTINE)
+
+PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+_SUBJECT_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_HOUR_PATH_RE = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})")
+_STAGING_KEY_RE = re.compile(
+    rf"{STAGING}/(?P<subject>[a-z][a-z0-9_]{{0,63}})/(?P<hour>{_HOUR_PATH_RE.pattern})/"
+    r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*\.jsonl(?:\.gz)?)"
+)
+
+
+class InvalidName(ValueError):
+    """A subject or partition name that cannot be part of a lake key."""
+
+
+def validate_subject(subject: str) -> str:
+    if not _SUBJECT_RE.fullmatch(subject):
+        raise InvalidName(
+            f"invalid subject {subject[:80]!r}: use 1-64 lowercase letters, digits or "
+            "underscores, starting with a letter"
+        )
+    return subject
+
+
+def is_valid_subject(subject: str) -> bool:
+    return _SUBJECT_RE.fullmatch(subject) is not None
+
+
+def hour_floor(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("lake hours are UTC: pass an aware datetime")
+    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_path(hour: datetime) -> str:
+    h = hour_floor(hour)
+    return f"year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}"
+
+
+def parse_hour_path(path: str) -> datetime:
+    match = _HOUR_PATH_RE.search(path)
+    if not match:
+        raise InvalidName(f"no year=/month=/day=/hour= partition in {path[:120]!r}")
+    year, month, day, hour = (int(g) for g in match.groups())
+    return datetime(year, month, day, hour, tzinfo=timezone.utc)
+
+
+def partition_key(hour: datetime) -> str:
+    return hour_floor(hour).strftime(PARTITION_KEY_FORMAT)
+
+
+def partition_hour(key: str) -> datetime:
+    try:
+        return datetime.strptime(key, PARTITION_KEY_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise InvalidName(
+            f"invalid hourly partition key {key[:40]!r}: expected YYYY-MM-DD-HH:00"
+        ) from None
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour from start's hour up to and including end's hour."""
+    hour, last = hour_floor(start), hour_floor(end)
+    hours = []
+    while hour <= last:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+def zone_prefix(zone: str, subject: str) -> str:
+    if zone not in ZONES:
+        raise InvalidName(f"unknown lake zone {zone!r}")
+    return f"{zone}/{validate_subject(subject)}/"
+
+
+def hour_prefix(zone: str, subject: str, hour: datetime) -> str:
+    return f"{zone_prefix(zone, subject)}{hour_path(hour)}/"
+
+
+def staging_key(subject: str, received_at: datetime) -> str:
+    """A fresh, collision-free staging object key in the hour of `received_at`."""
+    stamp = received_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{hour_prefix(STAGING, subject, received_at)}{stamp}-{secrets.token_hex(8)}.jsonl.gz"
+
+
+def import_key(subject: str, hour: datetime, digest: str) -> str:
+    """A deterministic staging key for historical imports, so re-running one is idempotent."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", digest):
+        raise InvalidName("import digest must be lowercase hex")
+    return f"{hour_prefix(STAGING, subject, hour)}import-{digest}.jsonl.gz"
+
+
+def curated_key(subject: str, hour: datetime, part: int) -> str:
+    return f"{hour_prefix(CURATED, subject, hour)}part-{part:05d}.parquet"
+
+
+def quarantine_key(subject: str, hour: datetime) -> str:
+    return f"{hour_prefix(QUARANTINE, subject, hour)}rejects.jsonl.gz"
+
+
+@dataclass(frozen=True)
+class StagingObject:
+    subject: str
+    hour: datetime
+    key: str
+
+
+def parse_staging_key(key: str) -> StagingObject | None:
+    """The subject and hour of a staging object key; None for anything else (temp files)."""
+    match = _STAGING_KEY_RE.fullmatch(key)
+    if not match:
+        return None
+    return StagingObject(match["subject"], parse_hour_path(match["hour"]), key)
