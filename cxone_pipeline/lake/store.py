@@ -5,6 +5,7 @@ Both are synchronous; the landing calls them from a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -87,7 +88,8 @@ class LocalStore:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
             raise StoreError(f"cannot write {key!r} under {self.root}: {exc.strerror}") from exc
 
     def get(self, key: str) -> bytes:
