@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 # Each module exposes `register(subparsers)`; heavy imports stay inside its handlers.
-COMMAND_MODULES = ("cxone_pipeline.landing.command",)
+COMMAND_MODULES = ("cxone_pipeline.landing.command", "cxone_pipeline.cxone.command")
 
 
 class CommandError(Exception):

@@ -94,6 +94,10 @@ class Settings:
     cxone_access_key_secret: Secret | None = field(default=None, repr=False)
     cxone_auth_base_url: str = "https://cxone.niceincontact.com"
     cxone_api_base_url: str | None = None
+    cxone_token_endpoint: str | None = None
+    cxone_dataactions_path: str = "/api/v2/dataactions"
+    cxone_scope: str = "dataactions:read dataactions:write dataactions:execute"
+    cxone_deadline_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -131,4 +135,10 @@ class Settings:
                 env.get("CXONE_AUTH_BASE_URL") or "https://cxone.niceincontact.com"
             ).rstrip("/"),
             cxone_api_base_url=(env.get("CXONE_API_BASE_URL") or "").rstrip("/") or None,
+            cxone_token_endpoint=env.get("CXONE_TOKEN_ENDPOINT") or None,
+            cxone_dataactions_path="/"
+            + (env.get("CXONE_DATAACTIONS_PATH") or "api/v2/dataactions").strip("/"),
+            cxone_scope=env.get("CXONE_SCOPE")
+            or "dataactions:read dataactions:write dataactions:execute",
+            cxone_deadline_seconds=_float(env, "CXONE_DEADLINE_SECONDS", 60.0, 1.0),
         )

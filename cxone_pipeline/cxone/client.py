@@ -1,0 +1,111 @@
+"""The CXone API client: one connection pool, bearer auth refreshed on 401, retried requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from cxone_pipeline.cxone.auth import CXoneAuth, Token
+from cxone_pipeline.cxone.config import CXoneConfig
+from cxone_pipeline.cxone.errors import CXoneAPIError, CXoneAuthError, body_excerpt
+from cxone_pipeline.cxone.retry import send_with_retries
+from cxone_pipeline.settings import Secret
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+class CXoneClient:
+    """Use as `async with CXoneClient(config) as client:`; every call shares one pool and token."""
+
+    def __init__(self, config: CXoneConfig) -> None:
+        self.config = config
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(config.timeout_seconds),
+            headers={"User-Agent": "cxone-pipeline"},
+        )
+        self._auth = CXoneAuth(config, self._http)
+
+    @property
+    def grant_name(self) -> str:
+        return self._auth.grant_name
+
+    async def __aenter__(self) -> CXoneClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        secrets: Iterable[Secret] = (),
+    ) -> Any:
+        """Call `<api base><path>` and return the decoded JSON body (None when empty).
+
+        `secrets` are values inside `json` that must be masked if CXone echoes them in an error.
+        """
+        deadline_at = time.monotonic() + self.config.retry.deadline
+        url = await self._auth.api_base_url() + path
+        token = await self._auth.token()
+        response = await self._send(method, url, json, token, deadline_at)
+        if response.status_code == 401:
+            # The token may have been revoked or expired early: one refresh, one more try.
+            token = await self._auth.refresh(token)
+            response = await self._send(method, url, json, token, deadline_at)
+            if response.status_code == 401:
+                raise CXoneAuthError(
+                    method,
+                    url,
+                    401,
+                    "a freshly issued token was refused too: "
+                    + body_excerpt(response.text, (*self.config.secrets, token.access_token)),
+                )
+        if not response.is_success:
+            raise CXoneAPIError(
+                method,
+                url,
+                response.status_code,
+                body_excerpt(response.text, (*self.config.secrets, token.access_token, *secrets)),
+            )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CXoneAPIError(
+                method, url, response.status_code, "the answer is not JSON"
+            ) from None
+
+    async def _send(
+        self, method: str, url: str, json: Any, token: Token, deadline_at: float
+    ) -> httpx.Response:
+        return await send_with_retries(
+            self._http,
+            lambda: self._http.build_request(
+                method,
+                url,
+                json=json,
+                headers={
+                    "Authorization": f"Bearer {token.access_token.reveal()}",
+                    "Accept": "application/json",
+                },
+            ),
+            policy=self.config.retry,
+            deadline_at=deadline_at,
+            idempotent=method in _IDEMPOTENT_METHODS,
+        )
