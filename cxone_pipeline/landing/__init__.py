@@ -1,0 +1,1 @@
+"""HTTP intake: authenticate, parse, stage durably, then acknowledge."""

@@ -1,0 +1,191 @@
+"""The landing ASGI app, built by a factory from settings (no globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cxone_pipeline.lake.layout import STAGING, is_valid_subject
+from cxone_pipeline.lake.store import Store, StoreError, open_store
+from cxone_pipeline.landing.auth import Authenticator
+from cxone_pipeline.landing.commit import GroupCommitter, Unavailable
+from cxone_pipeline.landing.intake import (
+    IntakeError,
+    body_format,
+    envelope_lines,
+    gunzip_bounded,
+    header_token,
+    parse_events,
+    too_large,
+)
+from cxone_pipeline.landing.metrics import LandingMetrics
+from cxone_pipeline.registry import discover_subjects
+from cxone_pipeline.settings import Settings
+
+DEFAULT_SUBJECT = "call_event"
+READINESS_PROBE_INTERVAL = 2.0
+
+
+class LandingConfigError(Exception):
+    """The landing cannot start with this configuration."""
+
+
+class SubjectCatalog:
+    """Known subjects, re-read from the registry folder when an unknown one is asked for."""
+
+    def __init__(self, schemas_dir: Path) -> None:
+        self._dir = schemas_dir
+        self._known = frozenset(discover_subjects(schemas_dir))
+
+    def resolve(self, subject: str) -> str:
+        if subject not in self._known and is_valid_subject(subject):
+            self._known = frozenset(discover_subjects(self._dir))
+        if subject not in self._known:
+            known = ", ".join(sorted(self._known)) or "none"
+            raise IntakeError(
+                404, "unknown_subject", f"unknown subject {subject[:64]!r}; known: {known}"
+            )
+        return subject
+
+
+class ReadinessProbe:
+    """Is the store writable? Probes at most every few seconds, under a key no reader lists."""
+
+    def __init__(self, store: Store, committer: GroupCommitter) -> None:
+        self._store = store
+        self._committer = committer
+        self._key = f"{STAGING}/_probe/readyz"
+        self._checked_at = float("-inf")
+        self._ok = False
+
+    async def ready(self) -> bool:
+        if time.monotonic() - self._checked_at >= READINESS_PROBE_INTERVAL:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._store.put, self._key, b"ok"), 5)
+                self._ok = True
+            except (StoreError, asyncio.TimeoutError):
+                self._ok = False
+            self._checked_at = time.monotonic()
+        return self._ok and self._committer.last_write_ok
+
+
+def error_response(error: IntakeError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else None
+    return JSONResponse(
+        {"error": error.code, "detail": error.detail}, status_code=error.status, headers=headers
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    return bytes(body)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    auth = Authenticator(settings.ingest_tokens, settings.hmac_secret)
+    if not auth.configured:
+        raise LandingConfigError(
+            "no CXONE_PIPELINE_INGEST_TOKEN or CXONE_PIPELINE_HMAC_SECRET is set: the landing "
+            "refuses to run unauthenticated (use `cxone-pipeline serve --dev` on loopback)"
+        )
+    store = store if store is not None else open_store(settings)
+    metrics = LandingMetrics()
+    committer = GroupCommitter(
+        store,
+        metrics,
+        max_events=settings.batch_max_events,
+        max_bytes=settings.batch_max_bytes,
+        max_pending_events=settings.max_pending_events,
+        deadline_seconds=settings.store_deadline_seconds,
+    )
+    subjects = SubjectCatalog(settings.schemas_dir)
+    readiness = ReadinessProbe(store, committer)
+
+    async def ingest(request: Request) -> Response:
+        try:
+            headers = request.headers
+            auth.check_bearer(headers)
+            raw = await read_body(request, settings.max_body_bytes)
+            if auth.needs_body(headers):
+                auth.check_signature(headers, raw)
+            subject = subjects.resolve(request.path_params.get("subject", DEFAULT_SUBJECT))
+            fmt = body_format(headers.get("content-type"))
+            schema_version = header_token(headers, "x-schema-version")
+            idempotency_key = header_token(headers, "idempotency-key")
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if encoding == "gzip":
+                raw = gunzip_bounded(raw, settings.max_body_bytes)
+            elif encoding != "identity":
+                raise IntakeError(
+                    415, "unsupported_encoding", "Content-Encoding must be gzip or absent"
+                )
+            events = parse_events(raw, fmt, settings.max_events_per_request)
+            received_at = datetime.now(timezone.utc)
+            ids, lines = envelope_lines(events, received_at, schema_version, idempotency_key)
+            await committer.commit(subject, lines, received_at)
+        except IntakeError as error:
+            metrics.requests_rejected.labels(error.code).inc()
+            return error_response(error)
+        metrics.events_accepted.labels(subject).inc(len(ids))
+        return JSONResponse(
+            {"status": "accepted", "count": len(ids), "event_ids": ids}, status_code=202
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if await readiness.ready():
+            return JSONResponse({"status": "ready"})
+        return error_response(
+            Unavailable("store_unavailable", f"the lake store {store.url} is not writable", 5)
+        )
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        metrics.requests_rejected.labels(code).inc()
+        return JSONResponse(
+            {"error": code, "detail": f"{request.method} {request.url.path[:100]}: {exc.detail}"},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await committer.close()
+
+    return Starlette(
+        routes=[
+            Route("/ingest", ingest, methods=["POST"]),
+            Route("/ingest/{subject:path}", ingest, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )

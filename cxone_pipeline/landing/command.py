@@ -1,0 +1,90 @@
+"""`cxone-pipeline serve`: run the landing endpoint under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+
+from cxone_pipeline.cli import CommandError
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the landing endpoint (POST /ingest/{subject})",
+        description="Run the landing endpoint. Refuses to start without "
+        "CXONE_PIPELINE_INGEST_TOKEN or CXONE_PIPELINE_HMAC_SECRET, except with --dev "
+        "on a loopback address, which generates a token and prints it.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: loopback only; generates an ingest token if none is set",
+    )
+    parser.set_defaults(handler=serve)
+
+
+def prepare_auth(dev: bool, host: str, env: dict[str, str] | os._Environ[str]) -> str | None:
+    """Check the auth configuration; in dev mode, generate a token. Returns a generated token."""
+    configured = bool(
+        env.get("CXONE_PIPELINE_INGEST_TOKEN", "").strip(", ")
+        or env.get("CXONE_PIPELINE_HMAC_SECRET", "").strip()
+    )
+    if dev and not is_loopback(host):
+        raise CommandError(f"--dev only binds to a loopback address, not {host!r}")
+    if configured:
+        return None
+    if not dev:
+        raise CommandError(
+            "refusing to run unauthenticated: set CXONE_PIPELINE_INGEST_TOKEN (or "
+            "CXONE_PIPELINE_HMAC_SECRET), or use --dev on 127.0.0.1"
+        )
+    token = secrets.token_urlsafe(24)
+    env["CXONE_PIPELINE_INGEST_TOKEN"] = token
+    return token
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cxone_pipeline.settings import Settings, SettingsError
+
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    generated = prepare_auth(args.dev, args.host, os.environ)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    if generated:
+        print(f"dev mode: ingest token {generated}", flush=True)
+    print(
+        f"landing on http://{args.host}:{args.port}/ingest/{{subject}} -> {settings.lake_url}",
+        flush=True,
+    )
+    uvicorn.run(
+        "cxone_pipeline.landing.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        timeout_graceful_shutdown=int(settings.store_deadline_seconds) + 10,
+    )
+    return 0

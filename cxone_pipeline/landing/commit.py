@@ -1,0 +1,161 @@
+"""Group commit: concurrent requests share one durable staging write per subject.
+
+A write starts as soon as none is in flight for the subject, taking every request
+that queued meanwhile (adaptive batching). A request is answered only after the
+object holding its events is written; a request never spans two objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cxone_pipeline.lake.layout import hour_floor, staging_key
+from cxone_pipeline.lake.store import Store, StoreError
+from cxone_pipeline.landing.intake import IntakeError
+from cxone_pipeline.landing.metrics import LandingMetrics
+
+RETRY_AFTER_SATURATED = 1
+
+
+class Unavailable(IntakeError):
+    """503: the events were not staged; the sender should retry after `retry_after` seconds."""
+
+    def __init__(self, code: str, detail: str, retry_after: int) -> None:
+        super().__init__(503, code, detail)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Request:
+    lines: list[bytes]
+    nbytes: int
+    received_at: datetime
+    done: asyncio.Future[None] = field(repr=False)
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        store: Store,
+        metrics: LandingMetrics,
+        *,
+        max_events: int,
+        max_bytes: int,
+        max_pending_events: int,
+        deadline_seconds: float,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._max_pending = max_pending_events
+        self._deadline = deadline_seconds
+        self._queues: dict[str, deque[_Request]] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._pending_events = 0
+        self._closing = False
+        self.last_write_ok = True
+
+    async def commit(self, subject: str, lines: list[bytes], received_at: datetime) -> None:
+        """Return once `lines` are durably staged; raise `Unavailable` if they are not."""
+        if self._closing:
+            raise Unavailable("shutting_down", "the landing is shutting down", 1)
+        if self._pending_events + len(lines) > self._max_pending:
+            raise Unavailable(
+                "saturated",
+                f"{self._pending_events} events are waiting to be staged; retry shortly",
+                RETRY_AFTER_SATURATED,
+            )
+        request = _Request(
+            lines, sum(map(len, lines)), received_at, asyncio.get_running_loop().create_future()
+        )
+        self._queues.setdefault(subject, deque()).append(request)
+        self._add_pending(len(lines))
+        if subject not in self._drains:
+            self._drains[subject] = asyncio.create_task(self._drain(subject))
+        # Shielded: a client that disconnects must not cancel the write others share.
+        await asyncio.shield(request.done)
+
+    async def close(self) -> None:
+        """Refuse new requests and wait until everything queued is written or failed."""
+        self._closing = True
+        while self._drains:
+            await asyncio.gather(*self._drains.values(), return_exceptions=True)
+
+    def _add_pending(self, n: int) -> None:
+        self._pending_events += n
+        self._metrics.pending_events.set(self._pending_events)
+
+    async def _drain(self, subject: str) -> None:
+        queue = self._queues[subject]
+        try:
+            while queue:
+                batch = self._take_batch(queue)
+                events = sum(len(r.lines) for r in batch)
+                try:
+                    await self._write(subject, batch)
+                except Unavailable as exc:
+                    for request in batch:
+                        if not request.done.done():
+                            request.done.set_exception(exc)
+                else:
+                    self._metrics.batch_events.observe(events)
+                    for request in batch:
+                        if not request.done.done():
+                            request.done.set_result(None)
+                finally:
+                    self._add_pending(-events)
+        finally:
+            del self._drains[subject]
+
+    def _take_batch(self, queue: deque[_Request]) -> list[_Request]:
+        """Whole requests of one hour, up to the object limits (at least one request)."""
+        first = queue.popleft()
+        batch, events, nbytes = [first], len(first.lines), first.nbytes
+        hour = hour_floor(first.received_at)
+        while queue:
+            nxt = queue[0]
+            if (
+                hour_floor(nxt.received_at) != hour
+                or events + len(nxt.lines) > self._max_events
+                or nbytes + nxt.nbytes > self._max_bytes
+            ):
+                break
+            batch.append(queue.popleft())
+            events += len(nxt.lines)
+            nbytes += nxt.nbytes
+        return batch
+
+    async def _write(self, subject: str, batch: list[_Request]) -> None:
+        started = time.monotonic()
+        key = staging_key(subject, batch[0].received_at)
+        data = b"".join(line for request in batch for line in request.lines)
+        payload = await asyncio.to_thread(gzip.compress, data, 5, mtime=0)
+        delay = 0.05
+        while True:
+            remaining = started + self._deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(
+                    asyncio.to_thread(self._store.put, key, payload), max(remaining, 0.001)
+                )
+                break
+            except (StoreError, asyncio.TimeoutError) as exc:
+                self._metrics.store_errors.inc()
+                self.last_write_ok = False
+                remaining = started + self._deadline - time.monotonic()
+                if remaining <= delay:
+                    raise Unavailable(
+                        "store_unavailable",
+                        "the lake store did not confirm the write in time; retry the request",
+                        max(1, round(self._deadline)),
+                    ) from exc
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 1.0)
+        self.last_write_ok = True
+        self._metrics.flush_seconds.observe(time.monotonic() - started)

@@ -1,0 +1,214 @@
+"""From a raw request body to staging envelopes: plain functions, no HTTP framework."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+JSON_TYPES = frozenset({"", "application/json", "text/plain", "text/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+_HEADER_TOKEN_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class IntakeError(Exception):
+    """A request the landing refuses; maps to one HTTP status and JSON error code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def invalid_json(detail: str) -> IntakeError:
+    return IntakeError(400, "invalid_json", detail)
+
+
+def body_format(content_type: str | None) -> str:
+    """'json' or 'ndjson' for a Content-Type header; 415 for anything else."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return "json"
+    if media in NDJSON_TYPES:
+        return "ndjson"
+    raise IntakeError(
+        415,
+        "unsupported_media_type",
+        f"content type {media[:60]!r} is neither JSON (application/json) "
+        "nor NDJSON (application/x-ndjson)",
+    )
+
+
+def gunzip_bounded(data: bytes, limit: int) -> bytes:
+    """Decompress gzip (one or more members) but stop as soon as the output passes `limit`."""
+    out = bytearray()
+    while data:
+        decompressor = zlib.decompressobj(wbits=31)
+        try:
+            out += decompressor.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise too_large(limit, "after gzip decompression")
+            if not decompressor.eof:
+                raise IntakeError(400, "invalid_gzip", "gzip body is truncated")
+        except zlib.error as exc:
+            raise IntakeError(400, "invalid_gzip", f"body is not valid gzip: {exc}") from None
+        data = decompressor.unused_data
+    return bytes(out)
+
+
+def too_large(limit: int, where: str = "") -> IntakeError:
+    suffix = f" {where}" if where else ""
+    return IntakeError(413, "payload_too_large", f"body is over the {limit}-byte limit{suffix}")
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError(f"integer {text[:40]} does not fit in 64 bits")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        keys = [k for k, _ in pairs]
+        duplicate = next(k for n, k in enumerate(keys) if k in keys[:n])
+        raise ValueError(f"duplicate key {duplicate[:60]!r}")
+    return obj
+
+
+_decoder = json.JSONDecoder(
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+    parse_constant=_parse_constant,
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
+def _loads(text: str, where: str) -> Any:
+    try:
+        value, end = _decoder.raw_decode(text, _skip_space(text, 0))
+    except RecursionError:
+        raise invalid_json(f"{where} is nested too deeply") from None
+    except ValueError as exc:
+        raise invalid_json(f"{where} is not valid JSON: {str(exc)[:200]}") from None
+    if _skip_space(text, end) != len(text):
+        raise invalid_json(f"{where} has extra data after the JSON value")
+    return value
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]:
+    """The events of a body: one JSON object, a JSON array of objects, or NDJSON objects."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid_json(f"body is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise invalid_json("body is empty: send a JSON object, an array of objects or NDJSON")
+    if fmt == "ndjson":
+        events = [
+            _loads(line, f"line {n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()
+        ]
+    else:
+        value = _loads(text, "body")
+        events = value if isinstance(value, list) else [value]
+    if not events:
+        raise invalid_json("body holds no events")
+    if len(events) > max_events:
+        raise IntakeError(
+            413, "too_many_events", f"{len(events)} events is over the limit of {max_events}"
+        )
+    for n, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise IntakeError(
+                400,
+                "not_an_object",
+                f"event {n} is a JSON {type(event).__name__}, not an object",
+            )
+    return events
+
+
+def header_token(headers: Mapping[str, str], name: str) -> str | None:
+    """A short, printable header value safe to store (no control characters, no separators)."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    if not _HEADER_TOKEN_RE.fullmatch(value):
+        raise IntakeError(
+            400,
+            "invalid_header",
+            f"{name} must be 1-128 characters of letters, digits and ._:@/+=-",
+        )
+    return value
+
+
+def canonical_json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_id(payload: Mapping[str, Any], idempotency_key: str | None) -> str:
+    """The payload's own id, else the Idempotency-Key, else a hash of its canonical JSON."""
+    for field in ("eventId", "event_id"):
+        value = payload.get(field)
+        if isinstance(value, str) and 0 < len(value) <= 256:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    if idempotency_key is not None:
+        return idempotency_key
+    return "sha256:" + hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def format_received_at(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def envelope_lines(
+    events: list[dict[str, Any]],
+    received_at: datetime,
+    schema_version: str | None,
+    idempotency_key: str | None,
+) -> tuple[list[str], list[bytes]]:
+    """Event ids and one serialized envelope line per event."""
+    if idempotency_key is not None and len(events) != 1:
+        raise IntakeError(
+            400, "invalid_header", "Idempotency-Key applies to a single-event body only"
+        )
+    stamp = format_received_at(received_at)
+    ids, lines = [], []
+    for payload in events:
+        eid = event_id(payload, idempotency_key)
+        envelope = {
+            "event_id": eid,
+            "received_at": stamp,
+            "schema_version": schema_version,
+            "payload": payload,
+        }
+        ids.append(eid)
+        lines.append(
+            json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        )
+    return ids, lines

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from cxone_pipeline.lake.layout import parse_staging_key
+from cxone_pipeline.lake.store import LocalStore, S3Store, StoreError
+from cxone_pipeline.landing.auth import sign
+from cxone_pipeline_tests.landing_fixtures import (
+    AUTH,
+    HMAC_SECRET,
+    OLD_TOKEN,
+    running_landing,
+    staged_envelopes,
+    staged_objects,
+)
+
+V2 = {"customerId": "c-1", "duration": 42, "agentId": "a-7"}
+
+
+def post(
+    url: str,
+    body: bytes | str,
+    headers: dict[str, str] | None = None,
+    path: str = "/ingest/call_event",
+) -> httpx.Response:
+    return httpx.post(url + path, content=body, headers={**AUTH, **(headers or {})}, timeout=30)
+
+
+def test_single_event_is_staged_as_an_envelope_before_202(store: LocalStore | S3Store) -> None:
+    with running_landing(store) as url:
+        before = datetime.now(timezone.utc)
+        response = post(
+            url, json.dumps(V2), {"Content-Type": "application/json", "X-Schema-Version": "v2"}
+        )
+        assert response.status_code == 202
+        body = response.json()
+        expected_id = (
+            "sha256:"
+            + hashlib.sha256(
+                json.dumps(V2, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+        )
+        assert body == {"status": "accepted", "count": 1, "event_ids": [expected_id]}
+
+        [envelope] = staged_envelopes(store, "call_event")
+        assert envelope["event_id"] == expected_id
+        assert envelope["schema_version"] == "v2"
+        assert envelope["payload"] == V2
+        received = datetime.strptime(envelope["received_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=timezone.utc
+        )
+        assert before <= received <= datetime.now(timezone.utc)
+        staged = parse_staging_key(envelope["_key"])
+        assert staged is not None and staged.subject == "call_event"
+        assert staged.hour == received.replace(minute=0, second=0, microsecond=0)
+
+
+def test_array_ndjson_gzip_and_default_subject(local_store: LocalStore) -> None:
+    events = [{"eventId": f"e{i}", "customerId": f"c{i}"} for i in range(3)]
+    with running_landing(local_store) as url:
+        r1 = post(url, json.dumps(events), {"Content-Type": "application/json"}, path="/ingest")
+        ndjson = "\n".join(json.dumps(e) for e in events) + "\n\n"
+        r2 = post(url, ndjson, {"Content-Type": "application/x-ndjson"}, path="/ingest/agent_state")
+        r3 = post(
+            url,
+            gzip.compress(json.dumps(events[0]).encode()),
+            {"Content-Encoding": "gzip"},  # no content type: read as JSON
+        )
+        r4 = post(url, json.dumps(events[1]), {"Content-Type": "text/plain; charset=utf-8"})
+    assert [r.status_code for r in (r1, r2, r3, r4)] == [202, 202, 202, 202]
+    assert r1.json()["event_ids"] == ["e0", "e1", "e2"]
+    assert r2.json()["event_ids"] == ["e0", "e1", "e2"]
+    call_ids = sorted(e["event_id"] for e in staged_envelopes(local_store, "call_event"))
+    assert call_ids == ["e0", "e0", "e1", "e1", "e2"]
+    assert len(staged_envelopes(local_store, "agent_state")) == 3
+
+
+def test_identical_retry_gets_the_same_event_id(local_store: LocalStore) -> None:
+    with running_landing(local_store) as url:
+        first = post(url, json.dumps(V2))
+        retry = post(
+            url, json.dumps(dict(reversed(list(V2.items()))))
+        )  # same JSON, other key order
+        keyed = post(url, json.dumps(V2), {"Idempotency-Key": "cx-123"})
+        own_id = post(url, json.dumps({**V2, "event_id": 99}), {"Idempotency-Key": "ignored"})
+    assert first.json()["event_ids"] == retry.json()["event_ids"]
+    assert first.json()["event_ids"][0].startswith("sha256:")
+    assert keyed.json()["event_ids"] == ["cx-123"]
+    assert own_id.json()["event_ids"] == ["99"]
+
+
+ERROR_CASES = [
+    pytest.param(b"{not json", {}, 400, "invalid_json", id="invalid-json"),
+    pytest.param(b"", {}, 400, "invalid_json", id="empty"),
+    pytest.param(b"[1, 2]", {}, 400, "not_an_object", id="array-of-scalars"),
+    pytest.param(b'"text"', {}, 400, "not_an_object", id="scalar"),
+    pytest.param(b'{"a": 1, "a": 2}', {}, 400, "invalid_json", id="duplicate-keys"),
+    pytest.param(b'{"a": NaN}', {}, 400, "invalid_json", id="nan"),
+    pytest.param(b'{"a": 123456789012345678901234567890}', {}, 400, "invalid_json", id="big-int"),
+    pytest.param(b"\xff\xfe{}", {}, 400, "invalid_json", id="invalid-utf8"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, {}, 400, "invalid_json", id="deep-nesting"),
+    pytest.param(
+        b"{}", {"Content-Type": "application/xml"}, 415, "unsupported_media_type", id="xml"
+    ),
+    pytest.param(b"{}", {"Content-Encoding": "br"}, 415, "unsupported_encoding", id="brotli"),
+    pytest.param(b"{}", {"Content-Encoding": "gzip"}, 400, "invalid_gzip", id="not-gzip"),
+    pytest.param(b"{}", {"X-Schema-Version": "v2/../..;x"}, 400, "invalid_header", id="bad-version"),
+    pytest.param(b"{}", {"Idempotency-Key": "a b"}, 400, "invalid_header", id="bad-idem-key"),
+    pytest.param(b"[{}, {}]", {"Idempotency-Key": "k"}, 400, "invalid_header", id="idem-key-batch"),
+    pytest.param(b"{}", {"Authorization": "Bearer wrong"}, 401, "unauthorized", id="wrong-token"),
+    pytest.param(b"{}", {"Authorization": "Basic abc"}, 401, "unauthorized", id="basic-auth"),
+]
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "code"), ERROR_CASES)
+def test_bad_requests_get_a_json_error_and_stage_nothing(
+    local_store: LocalStore, body: bytes, headers: dict[str, str], status: int, code: str
+) -> None:
+    with running_landing(local_store) as url:
+        response = post(url, body, headers)
+        assert response.status_code == status
+        assert response.json()["error"] == code
+        assert response.json()["detail"]
+        assert httpx.get(url + "/healthz").status_code == 200
+    assert staged_objects(local_store) == []
+
+
+def test_missing_token_unknown_subject_and_routes(local_store: LocalStore) -> None:
+    with running_landing(local_store) as url:
+        missing = httpx.post(url + "/ingest/call_event", content=b"{}")
+        unknown = post(url, b"{}", path="/ingest/nope")
+        traversal = post(url, b"{}", path="/ingest/..%2F..%2Fcurated")
+        not_found = httpx.get(url + "/nothing")
+        wrong_method = httpx.get(url + "/ingest/call_event")
+    assert (missing.status_code, missing.json()["error"]) == (401, "unauthorized")
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_subject")
+    assert "agent_state, call_event" in unknown.json()["detail"]
+    assert (traversal.status_code, traversal.json()["error"]) == (404, "unknown_subject")
+    assert (not_found.status_code, not_found.json()["error"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
+    assert list(local_store.list("")) == []
+
+
+def test_rotated_tokens_are_all_accepted(local_store: LocalStore) -> None:
+    with running_landing(local_store) as url:
+        response = post(url, b"{}", {"Authorization": f"Bearer {OLD_TOKEN}"})
+    assert response.status_code == 202
+
+
+def test_hmac_signatures(local_store: LocalStore) -> None:
+    body = json.dumps(V2).encode()
+    now = int(time.time())
+    with running_landing(local_store) as url:
+
+        def signed(signature: str, content: bytes = body) -> httpx.Response:
+            return httpx.post(
+                url + "/ingest/call_event",
+                content=content,
+                headers={"X-CXone-Signature": signature},
+            )
+
+        good = signed(sign(HMAC_SECRET, now, body))
+        stale = signed(sign(HMAC_SECRET, now - 301, body))
+        tampered = signed(sign(HMAC_SECRET, now, body), body.replace(b"42", b"43"))
+        wrong_secret = signed(sign("other", now, body))
+        malformed = signed("v1=abc")
+    assert good.status_code == 202
+    for response in (stale, tampered, wrong_secret, malformed):
+        assert (response.status_code, response.json()["error"]) == (401, "unauthorized")
+    assert "window" in stale.json()["detail"]
+    assert len(staged_envelopes(local_store)) == 1
+
+
+def test_size_and_count_limits(local_store: LocalStore) -> None:
+    limit = 20_000
+    with running_landing(local_store, max_body_bytes=limit, max_events_per_request=5) as url:
+        at_limit = post(url, b'{"k": "' + b"x" * (limit - 9) + b'"}')
+        over = post(url, b'{"k": "' + b"x" * (limit - 8) + b'"}')
+        bomb = post(
+            url, gzip.compress(b'{"k": "' + b"x" * 10_000_000 + b'"}'), {"Content-Encoding": "gzip"}
+        )
+        too_many = post(url, json.dumps([{}] * 6))
+    assert at_limit.status_code == 202
+    assert (over.status_code, over.json()["error"]) == (413, "payload_too_large")
+    assert (bomb.status_code, bomb.json()["error"]) == (413, "payload_too_large")
+    assert "decompression" in bomb.json()["detail"]
+    assert (too_many.status_code, too_many.json()["error"]) == (413, "too_many_events")
+    assert len(staged_envelopes(local_store)) == 1
+
+
+def test_concurrent_clients_every_acknowledged_id_staged_exactly_once(
+    store: LocalStore | S3Store,
+) -> None:
+    clients, per_client = 200, 5
+
+    async def client(url: str, http: httpx.AsyncClient, n: int) -> list[str]:
+        ids = []
+        for i in range(per_client):
+            event = {"eventId": f"c{n}-{i}", "customerId": "x", "duration": i}
+            response = await http.post(url + "/ingest/call_event", json=event, headers=AUTH)
+            assert response.status_code == 202
+            ids += response.json()["event_ids"]
+        return ids
+
+    async def run(url: str) -> list[str]:
+        limits = httpx.Limits(max_connections=clients)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+            results = await asyncio.gather(*(client(url, http, n) for n in range(clients)))
+        return [i for ids in results for i in ids]
+
+    with running_landing(store) as url:
+        acknowledged = asyncio.run(run(url))
+        metrics = httpx.get(url + "/metrics").text
+    staged = [e["event_id"] for e in staged_envelopes(store, "call_event")]
+    assert sorted(staged) == sorted(acknowledged)
+    assert len(set(acknowledged)) == clients * per_client
+    objects = staged_objects(store, "call_event")
+    assert len(objects) < clients * per_client  # group commit shared writes
+    assert 'cxone_landing_events_accepted_total{subject="call_event"} 1000.0' in metrics
+
+
+class FailingStore(LocalStore):
+    """A local store whose writes fail until `healthy` is set."""
+
+    healthy = False
+
+    def put(self, key: str, data: bytes) -> None:
+        if not self.healthy and not key.startswith("staging/_probe"):
+            raise StoreError("disk on fire")
+        super().put(key, data)
+
+
+def test_store_failure_answers_503_and_acknowledges_nothing_unwritten(tmp_path) -> None:
+    store = FailingStore(tmp_path)
+    with running_landing(store, store_deadline_seconds=0.5) as url:
+        started = time.monotonic()
+        failed = post(url, json.dumps(V2))
+        elapsed = time.monotonic() - started
+        ready_during = httpx.get(url + "/readyz")
+        store.healthy = True
+        recovered = post(url, json.dumps({**V2, "eventId": "after"}))
+        metrics = httpx.get(url + "/metrics").text
+    assert (failed.status_code, failed.json()["error"]) == (503, "store_unavailable")
+    assert failed.headers["Retry-After"] == "1"
+    assert 0.3 < elapsed < 5
+    assert ready_during.status_code == 503
+    assert recovered.status_code == 202
+    assert [e["event_id"] for e in staged_envelopes(store)] == ["after"]
+    assert "cxone_landing_store_errors_total" in metrics
+    assert 'cxone_landing_requests_rejected_total{reason="store_unavailable"} 1.0' in metrics
