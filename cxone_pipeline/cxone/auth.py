@@ -96,6 +96,12 @@ class Token:
         return time.monotonic() < self.refresh_at
 
 
+def _basic_authorization(client_id: str, client_secret: Secret) -> str:
+    """RFC 6749 §2.3.1: the app's id and secret in HTTP Basic auth, for both grants."""
+    pair = f"{client_id}:{client_secret.reveal()}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
+
+
 def refresh_margin(lifetime: float) -> float:
     return max(MIN_REFRESH_MARGIN_SECONDS, min(REFRESH_MARGIN_SECONDS, lifetime / 2))
 
@@ -173,8 +179,10 @@ class CXoneAuth:
                 "POST",
                 endpoint,
                 data=grant.form(),
-                auth=httpx.BasicAuth(grant.client_id, grant.client_secret.reveal()),
-                headers={"Accept": "application/json"},
+                headers={
+                    "Authorization": _basic_authorization(grant.client_id, grant.client_secret),
+                    "Accept": "application/json",
+                },
             ),
             policy=self._config.retry,
             deadline_at=time.monotonic() + self._config.retry.deadline,
