@@ -5,6 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxone_pipeline.lake.layout import is_valid_subject
+from cxone_pipeline.registry.detection import (
+    CONTROL_FIELDS,
+    InvalidRecord,
+    NoMatchingSchema,
+    PayloadError,
+    UnknownSchemaVersion,
+    declared_version,
+    detect_version,
+    find_version,
+    payload_problem,
+)
+from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectSchemas, load_subject
+
+__all__ = [
+    "CONTROL_FIELDS",
+    "InvalidRecord",
+    "NoMatchingSchema",
+    "PayloadError",
+    "SchemaError",
+    "SchemaVersion",
+    "SubjectSchemas",
+    "UnknownSchemaVersion",
+    "declared_version",
+    "detect_version",
+    "discover_subjects",
+    "find_version",
+    "load_registry",
+    "load_subject",
+    "payload_problem",
+]
 
 
 def discover_subjects(schemas_dir: Path) -> list[str]:
@@ -16,3 +46,9 @@ def discover_subjects(schemas_dir: Path) -> list[str]:
         for entry in schemas_dir.iterdir()
         if entry.is_dir() and is_valid_subject(entry.name) and (entry / "canonical.avsc").is_file()
     )
+
+
+def load_registry(schemas_dir: Path) -> dict[str, SubjectSchemas]:
+    return {
+        subject: load_subject(schemas_dir, subject) for subject in discover_subjects(schemas_dir)
+    }
