@@ -8,7 +8,11 @@ import sys
 from collections.abc import Sequence
 
 # Each module exposes `register(subparsers)`; heavy imports stay inside its handlers.
-COMMAND_MODULES = ("cxone_pipeline.landing.command", "cxone_pipeline.cxone.command")
+COMMAND_MODULES = (
+    "cxone_pipeline.landing.command",
+    "cxone_pipeline.cxone.command",
+    "cxone_pipeline.registry.command",
+)
 
 
 class CommandError(Exception):
