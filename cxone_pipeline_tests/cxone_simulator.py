@@ -31,7 +31,8 @@ class Fault:
     status: int
     times: int
     headers: dict[str, str] = field(default_factory=dict)
-    echo_body: bool = False
+    # Builds the error body from the request's JSON, as validation errors quote fields.
+    echo: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -103,11 +104,11 @@ class CXoneSimulator:
         *,
         times: int = 1,
         retry_after: str | None = None,
-        echo_body: bool = False,
+        echo: Callable[[Any], Any] | None = None,
     ) -> None:
         """Answer the next `times` requests to `path` with `status` instead of serving them."""
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        self._faults.setdefault((method, path), []).append(Fault(status, times, headers, echo_body))
+        self._faults.setdefault((method, path), []).append(Fault(status, times, headers, echo))
 
     def revoke_tokens(self) -> None:
         self.tokens.clear()
@@ -131,8 +132,8 @@ class CXoneSimulator:
         fault.times -= 1
         if fault.times <= 0:
             faults.pop(0)
-        body = (await request.body()).decode() if fault.echo_body else '{"error": "injected"}'
-        return Response(body, fault.status, fault.headers, media_type="application/json")
+        body = fault.echo(await request.json()) if fault.echo else {"error": "injected"}
+        return JSONResponse(body, fault.status, fault.headers)
 
     async def _openid(self, request: Request) -> Response:
         return JSONResponse(

@@ -305,7 +305,7 @@ def test_secrets_never_reach_logs_errors_or_repr(
     cfg = config(sim, password_grant=True)
     leaky = "ingest-token-never-shown"
     sim.fail("GET", LIST, 429)
-    sim.fail("POST", LIST, 400, echo_body=True)
+    sim.fail("POST", LIST, 400, echo=lambda body: body)
 
     async def run() -> None:
         async with CXoneClient(cfg) as client:
