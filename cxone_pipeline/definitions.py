@@ -1,0 +1,35 @@
+"""The Dagster code location: assembles the per-subject assets, sensor, schedule and resources."""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions
+
+from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
+from cxone_pipeline.defs.resources import build_resources, env_int
+from cxone_pipeline.defs.schedules import build_reconcile_schedule
+from cxone_pipeline.defs.sensors import build_staging_sensor
+from cxone_pipeline.registry import discover_subjects
+from cxone_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    """Everything for the subjects found in `settings.schemas_dir`: a new folder needs no code."""
+    subjects = discover_subjects(settings.schemas_dir)
+    partitions = hourly_partitions(settings.partitions_start)
+    hours_per_run = env_int("CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", 24, minimum=1)
+    interval = env_int("CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", 30, minimum=1)
+    cron = os.environ.get("CXONE_PIPELINE_RECONCILE_CRON") or "0 3 * * *"
+    return Definitions(
+        assets=[
+            *(staging_spec(subject) for subject in subjects),
+            *(curate_assets(subject, partitions, hours_per_run) for subject in subjects),
+        ],
+        sensors=[build_staging_sensor(subjects, interval)],
+        schedules=[build_reconcile_schedule(subjects, cron)],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -1,0 +1,203 @@
+"""Per-subject assets: external `staging/<S>`; `curated/<S>` and `quarantine/<S>` built per hour."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    DagsterInstance,
+    HourlyPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
+    multi_asset,
+)
+
+from cxone_pipeline.curate import HourOutcome, Recorded, curate_hour
+from cxone_pipeline.defs.checks import check_specs, evaluate_checks
+from cxone_pipeline.defs.resources import CurationSettings, LakeResource
+from cxone_pipeline.lake.layout import (
+    CURATED,
+    PARTITION_KEY_FORMAT,
+    QUARANTINE,
+    STAGING,
+    partition_hour,
+    zone_prefix,
+)
+from cxone_pipeline.resolve import REJECT_CODES, canonical_arrow_schema
+
+MANIFEST_DIGEST = "staging_manifest_digest"
+REGISTRY_FINGERPRINT = "registry_fingerprint"
+QUARANTINED = "quarantined"
+
+
+def asset_key(zone: str, subject: str) -> AssetKey:
+    return AssetKey([zone, subject])
+
+
+def hourly_partitions(start: str) -> HourlyPartitionsDefinition:
+    # end_offset=1 adds the open hour, so the sensor can refresh it before it closes.
+    return HourlyPartitionsDefinition(
+        start_date=start, timezone="UTC", fmt=PARTITION_KEY_FORMAT, end_offset=1
+    )
+
+
+def staging_spec(subject: str) -> AssetSpec:
+    return AssetSpec(
+        asset_key(STAGING, subject),
+        description=(
+            f"Raw {subject} events as the landing staged them: gzip NDJSON envelopes under "
+            f"{zone_prefix(STAGING, subject)}. Written by the landing, never by Dagster."
+        ),
+        group_name=subject,
+        kinds={"s3"},
+    )
+
+
+def _table_schema(schema: pa.Schema) -> TableSchema:
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=f.name,
+                type=str(f.type),
+                constraints=TableColumnConstraints(nullable=f.nullable),
+            )
+            for f in schema
+        ]
+    )
+
+
+def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> dict[str, Any]:
+    result = outcome.result
+    # Every known version and code gets a number, zero included, so the UI can plot them all.
+    per_version = {f"rows/{v}": result.rows_per_version.get(v, 0) for v in versions}
+    per_code = {f"rejects/{code}": result.rejects_per_code.get(code, 0) for code in REJECT_CODES}
+    return {
+        "dagster/row_count": outcome.rows,
+        **per_version,
+        **per_code,
+        QUARANTINED: outcome.rejected,
+        "duplicates_dropped": result.duplicates_dropped,
+        "unmapped_field_count": sum(result.unmapped_fields.values()),
+        "unmapped_fields": MetadataValue.json(dict(sorted(result.unmapped_fields.items()))),
+        "unknown_versions": MetadataValue.json(dict(result.unknown_versions)),
+        REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
+        MANIFEST_DIGEST: outcome.manifest.digest,
+        "staging_object_count": outcome.manifest.count,
+        "staging_bytes": sum(o.size for o in outcome.manifest.objects),
+        "files": MetadataValue.json([f"{url}/{key}" for key in outcome.curated_keys]),
+    }
+
+
+def _quarantine_metadata(outcome: HourOutcome, url: str) -> dict[str, Any]:
+    per_code = {
+        f"rejects/{code}": outcome.result.rejects_per_code.get(code, 0) for code in REJECT_CODES
+    }
+    return {
+        "dagster/row_count": outcome.rejected,
+        **per_code,
+        "file": f"{url}/{outcome.quarantine_key}" if outcome.quarantine_key else "none",
+        REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
+    }
+
+
+def curate_assets(
+    subject: str, partitions: HourlyPartitionsDefinition, hours_per_run: int
+) -> AssetsDefinition:
+    curated = asset_key(CURATED, subject)
+    quarantine = asset_key(QUARANTINE, subject)
+    staging = asset_key(STAGING, subject)
+
+    @multi_asset(
+        name=f"curate_{subject}",
+        specs=[
+            AssetSpec(
+                curated,
+                deps=[staging],
+                description=(
+                    f"{subject} events in the canonical shape of schemas/{subject}/canonical.avsc"
+                    f", one Parquet file per UTC hour under {zone_prefix(CURATED, subject)}."
+                ),
+                group_name=subject,
+                kinds={"parquet"},
+            ),
+            AssetSpec(
+                quarantine,
+                deps=[staging],
+                description=(
+                    f"{subject} events no schema could resolve, with the reason, under "
+                    f"{zone_prefix(QUARANTINE, subject)}; re-materializing after a schema fix "
+                    "recovers them."
+                ),
+                group_name=subject,
+                kinds={"json"},
+            ),
+        ],
+        check_specs=check_specs(curated, partitions),
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.multi_run(hours_per_run),
+        can_subset=False,
+    )
+    def curate(
+        context: AssetExecutionContext, lake: LakeResource, curation: CurationSettings
+    ) -> Iterator[Any]:
+        store = lake.store()
+        schemas = curation.subject(subject)
+        versions = [v.version for v in schemas.versions]
+        column_schema = _table_schema(canonical_arrow_schema(schemas))
+        outcomes = []
+        # Each hour is read, written and recorded on its own, also in a multi-hour backfill run.
+        for key in context.partition_keys:
+            outcome = curate_hour(store, schemas, partition_hour(key))
+            context.add_asset_metadata(
+                {
+                    **_curated_metadata(outcome, versions, store.url.rstrip("/")),
+                    "dagster/column_schema": column_schema,
+                },
+                asset_key=curated,
+                partition_key=key,
+            )
+            context.add_asset_metadata(
+                _quarantine_metadata(outcome, store.url.rstrip("/")),
+                asset_key=quarantine,
+                partition_key=key,
+            )
+            context.log.info(
+                f"{subject} {key}: {outcome.rows} rows, {outcome.rejected} quarantined, "
+                f"{outcome.result.duplicates_dropped} duplicates from "
+                f"{outcome.manifest.count} staging objects"
+            )
+            outcomes.append(outcome)
+        yield MaterializeResult(asset_key=curated)
+        yield MaterializeResult(asset_key=quarantine)
+        yield from evaluate_checks(context, curated, outcomes, store, curation.quarantine_rate_max)
+
+    return curate
+
+
+def recorded_inputs(instance: DagsterInstance, subject: str, partition: str) -> Recorded | None:
+    """What the partition's last materialization of `curated/<subject>` read, or None."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key(CURATED, subject), asset_partitions=[partition]),
+        limit=1,
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    metadata = records[0].asset_materialization.metadata
+    digest, fingerprint = metadata.get(MANIFEST_DIGEST), metadata.get(REGISTRY_FINGERPRINT)
+    quarantined = metadata.get(QUARANTINED)
+    if digest is None or fingerprint is None:
+        return None
+    return Recorded(
+        manifest_digest=str(digest.value),
+        registry_fingerprint=str(fingerprint.value),
+        quarantined=int(quarantined.value) if quarantined is not None else 0,
+    )
