@@ -1,4 +1,8 @@
-"""Staged envelopes of any schema version to one canonical, typed Arrow table plus rejects."""
+"""Staged envelopes of any schema version to one canonical, typed Arrow table plus rejects.
+
+Rows go through the columnar fast path (`columnar`) when it can prove its result equals
+fastavro's; the rest, and every row that will be rejected, go one by one through fastavro.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cxone_pipeline.registry import (
     CONTROL_FIELDS,
@@ -18,6 +24,7 @@ from cxone_pipeline.registry import (
     UnknownSchemaVersion,
     detect_version,
 )
+from cxone_pipeline.resolve import columnar
 from cxone_pipeline.resolve.arrow_schema import (
     EVENT_ID,
     RECEIVED_AT,
@@ -28,11 +35,16 @@ from cxone_pipeline.resolve.arrow_schema import (
 from cxone_pipeline.resolve.envelopes import (
     NOT_AN_OBJECT,
     Envelope,
+    MalformedEnvelope,
+    line_reject,
+    parse_envelope,
     parse_timestamps,
-    read_envelopes,
+    staged_lines,
 )
 from cxone_pipeline.resolve.records import resolve_record
 from cxone_pipeline.resolve.rejects import Reject
+
+_RECEIVED_TYPE = pa.timestamp("us", tz="UTC")
 
 
 @dataclass
@@ -48,10 +60,23 @@ class TransformResult:
 
 
 @dataclass
-class _Outcome:
-    """What resolving a call's envelopes produced, accumulated before the table is assembled."""
+class _ArrowBatch:
+    """Rows of one staged object parsed by Arrow, narrowed to those the fast path may take."""
 
+    seq: np.ndarray  # input position of each row
+    lines: list[bytes]
+    table: pa.Table
+    received_us: pa.Array  # int64
+
+
+@dataclass
+class _Outcome:
+    """Everything one call produces, accumulated before the table is assembled."""
+
+    schema: pa.Schema
+    exact: list[tuple[Envelope, int | None]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[pa.Table] = field(default_factory=list)
     rejects: list[tuple[int, Reject]] = field(default_factory=list)
     unmapped_by_version: dict[str, Counter[str]] = field(default_factory=dict)
     unknown_versions: Counter[str] = field(default_factory=Counter)
@@ -59,58 +84,195 @@ class _Outcome:
     def reject(self, staged: Envelope, code: str, message: str) -> None:
         self.rejects.append((staged.seq, Reject(staged.envelope, code, message)))
 
-    def unmapped_json(self, staged: Envelope, writer: SchemaVersion) -> str | None:
+    def read_line(self, seq: int, line: bytes, received_us: int | None = None) -> None:
+        """Queue a line for the per-record path, or reject it when it is not an envelope."""
+        try:
+            self.exact.append((parse_envelope(seq, line), received_us))
+        except MalformedEnvelope as exc:
+            self.rejects.append((seq, line_reject(line, str(exc))))
+
+    def unmapped_json(self, payload: dict[str, Any], writer: SchemaVersion) -> str | None:
         """The payload keys `writer` does not declare, with their values, as JSON text."""
-        declared = declared_names(writer)
-        extra = sorted(key for key in staged.payload if key not in declared)
+        declared = {f["name"] for f in writer.fields} | CONTROL_FIELDS
+        extra = sorted(key for key in payload if key not in declared)
         if not extra:
             return None
         self.unmapped_by_version.setdefault(writer.version, Counter()).update(extra)
-        return json.dumps(
-            {key: staged.payload[key] for key in extra}, ensure_ascii=False, separators=(",", ":")
-        )
-
-
-def declared_names(writer: SchemaVersion) -> frozenset[str]:
-    """Payload keys that are not unmapped for `writer`: its fields and the control fields."""
-    return frozenset(f["name"] for f in writer.fields) | CONTROL_FIELDS
+        unmapped = {key: payload[key] for key in extra}
+        return json.dumps(unmapped, ensure_ascii=False, separators=(",", ":"))
 
 
 def transform(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> TransformResult:
     """Resolve staged objects' envelopes into the subject's canonical table and rejects.
 
     Within the call, one row per event id (earliest received_at, ties: first seen), sorted by
-    received_at then event id; every line not in the table is among the rejects or duplicates.
+    received_at then event id; every input line is a row, a reject or a dropped duplicate.
     """
-    envelopes, line_rejects = read_envelopes(staged_objects)
-    outcome = _Outcome(rejects=line_rejects)
-    kept, duplicates = _dedupe(envelopes, outcome)
-    for staged, received_us in kept:
-        _resolve_one(staged, received_us, subject, outcome)
-    return _result(subject, outcome, duplicates)
+    outcome = _Outcome(canonical_arrow_schema(subject))
+    batches = _read(staged_objects, subject, outcome)
+    kept, duplicates = _dedupe(batches, outcome)
+    plans = columnar.plan_versions(subject)
+    for batch in batches:
+        _resolve_batch(batch, kept, subject, plans, outcome)
+    for staged, received_us in outcome.exact:
+        if received_us is not None and kept[staged.seq]:
+            _resolve_record(staged, received_us, subject, outcome)
+    return _result(outcome, duplicates)
 
 
-def _dedupe(envelopes: list[Envelope], outcome: _Outcome) -> tuple[list[tuple[Envelope, int]], int]:
-    """The first envelope per event id by (received_at, input order), with parsed received_at."""
-    received = parse_timestamps([e.received_at for e in envelopes])
+def _read(
+    staged_objects: Iterable[bytes], subject: SubjectSchemas, outcome: _Outcome
+) -> list[_ArrowBatch]:
+    payload_types = columnar.explicit_payload_types(subject)
+    batches = []
+    seq = 0
+    for number, data in enumerate(staged_objects):
+        try:
+            lines = staged_lines(data)
+        except MalformedEnvelope as exc:
+            raw = {"raw": data[:1024].decode("utf-8", errors="replace")}
+            outcome.rejects.append((seq, Reject(raw, NOT_AN_OBJECT, f"object {number}: {exc}")))
+            seq += 1
+            continue
+        runs, leftovers = columnar.parse_runs(lines, payload_types)
+        for index in leftovers:
+            outcome.read_line(seq + index, lines[index])
+        for run in runs:
+            run_lines = lines[run.start : run.start + run.table.num_rows]
+            batch = _fast_rows(seq + run.start, run_lines, run.table, outcome)
+            if batch is not None:
+                batches.append(batch)
+        seq += len(lines)
+    return batches
+
+
+def _fast_rows(
+    first_seq: int, lines: list[bytes], table: pa.Table, outcome: _Outcome
+) -> _ArrowBatch | None:
+    """Keep the rows the fast path may take; send the others to the per-record reader."""
+    payload = table.column("payload").combine_chunks()
+    event_ids = table.column("event_id").combine_chunks()
+    received_us = parse_timestamps(table.column("received_at").combine_chunks())
+    eligible = columnar.null_free(lines, payload)
+    for column in (
+        payload.is_valid(),
+        received_us.is_valid(),
+        pc.greater(pc.utf8_length(event_ids), 0),
+    ):
+        eligible &= columnar.as_mask(column)
+    for index in np.flatnonzero(~eligible):
+        outcome.read_line(first_seq + int(index), lines[index])
+    rows = np.flatnonzero(eligible)
+    if not len(rows):
+        return None
+    return _ArrowBatch(
+        seq=rows + first_seq,
+        lines=[lines[i] for i in rows],
+        table=table.take(rows),
+        received_us=received_us.take(rows),
+    )
+
+
+def _dedupe(batches: list[_ArrowBatch], outcome: _Outcome) -> tuple[np.ndarray, int]:
+    """Mask over input positions of the first envelope per event id by (received_at, position)."""
+    exact_received = parse_timestamps(
+        pa.array([e.received_at for e, _ in outcome.exact], pa.string())
+    )
     timed = []
-    for staged, received_us in zip(envelopes, received, strict=True):
-        if received_us is None:
+    for (staged, _), received in zip(outcome.exact, exact_received.to_pylist(), strict=True):
+        if received is None:
             message = f"received_at {staged.received_at[:64]!r} is not an ISO-8601 time with zone"
             outcome.reject(staged, NOT_AN_OBJECT, message)
         else:
-            timed.append((received_us, staged.seq, staged))
-    timed.sort(key=lambda item: (item[0], item[1]))
-    seen: set[str] = set()
-    kept = []
-    for received_us, _, staged in timed:
-        if staged.event_id not in seen:
-            seen.add(staged.event_id)
-            kept.append((staged, received_us))
-    return kept, len(timed) - len(kept)
+            timed.append((staged, received))
+    outcome.exact = timed
+    ids = [pa.array([e.event_id for e, _ in timed], pa.string())]
+    received = [pa.array([r for _, r in timed], pa.int64())]
+    seqs = [pa.array([e.seq for e, _ in timed], pa.int64())]
+    for batch in batches:
+        ids.append(batch.table.column("event_id").combine_chunks())
+        received.append(batch.received_us)
+        seqs.append(pa.array(batch.seq))
+    order = pa.table(
+        {
+            "id": pa.concat_arrays(ids),
+            "at": pa.concat_arrays(received),
+            "seq": pa.concat_arrays(seqs),
+        }
+    ).sort_by([("at", "ascending"), ("seq", "ascending")])
+    order = order.append_column("rank", pa.array(np.arange(order.num_rows, dtype=np.int64)))
+    first = order.group_by("id", use_threads=False).aggregate([("rank", "min")])
+    kept_seqs = order.column("seq").take(first.column("rank_min")).to_numpy()
+    size = max((int(s.max()) + 1 for s in map(np.asarray, seqs) if len(s)), default=0)
+    kept = np.zeros(size, dtype=bool)
+    kept[kept_seqs] = True
+    return kept, order.num_rows - first.num_rows
 
 
-def _resolve_one(
+def _resolve_batch(
+    batch: _ArrowBatch,
+    kept: np.ndarray,
+    subject: SubjectSchemas,
+    plans: dict[str, columnar.VersionPlan],
+    outcome: _Outcome,
+) -> None:
+    rows = np.flatnonzero(kept[batch.seq])
+    table = batch.table.take(rows)
+    lines = [batch.lines[i] for i in rows]
+    seqs, received_us = batch.seq[rows], batch.received_us.take(rows)
+    assigned, deferred = columnar.assign_versions(table, subject, plans)
+    payload = table.column("payload").combine_chunks()
+    for number, version in enumerate(subject.versions):
+        plan = plans[version.version]
+        chosen = np.flatnonzero(assigned == number)
+        if not len(chosen):
+            continue
+        if plan.columns is None:
+            deferred[chosen] = True
+            continue
+        columns, unresolvable = columnar.resolve_columns(payload.take(chosen), plan)
+        deferred[chosen[unresolvable]] = True
+        keep = np.flatnonzero(~unresolvable)
+        chosen = chosen[keep]
+        unmapped = _unmapped_column(payload, chosen, plan, lines, outcome)
+        meta = [
+            table.column("event_id").combine_chunks().take(chosen),
+            pa.repeat(pa.scalar(version.version), len(chosen)),
+            received_us.take(chosen).cast(_RECEIVED_TYPE),
+            unmapped,
+        ]
+        data = [c.take(keep) for c in columns] + meta
+        outcome.parts.append(pa.Table.from_arrays(data, schema=outcome.schema))
+    for index in np.flatnonzero(deferred):
+        try:
+            staged = parse_envelope(int(seqs[index]), lines[index])
+        except MalformedEnvelope as exc:  # Arrow and json disagree on the line: json decides
+            outcome.rejects.append((int(seqs[index]), line_reject(lines[index], str(exc))))
+            continue
+        _resolve_record(staged, received_us[index].as_py(), subject, outcome)
+
+
+def _unmapped_column(
+    payload: pa.StructArray,
+    chosen: np.ndarray,
+    plan: columnar.VersionPlan,
+    lines: list[bytes],
+    outcome: _Outcome,
+) -> pa.Array:
+    """`_unmapped_fields` for the chosen rows: JSON text from the line itself where a payload
+    key the writer does not declare is present, so values keep their exact JSON form."""
+    extra = np.zeros(len(chosen), dtype=bool)
+    for child in payload.type:
+        if child.name not in plan.declared:
+            extra |= columnar.as_mask(payload.field(child.name).take(chosen).is_valid())
+    texts: list[str | None] = [None] * len(chosen)
+    for index in np.flatnonzero(extra):
+        staged = parse_envelope(0, lines[chosen[index]])
+        texts[index] = outcome.unmapped_json(staged.payload, plan.version)
+    return pa.array(texts, pa.string())
+
+
+def _resolve_record(
     staged: Envelope, received_us: int, subject: SubjectSchemas, outcome: _Outcome
 ) -> None:
     try:
@@ -126,24 +288,25 @@ def _resolve_one(
     row[EVENT_ID] = staged.event_id
     row[SCHEMA_VERSION] = writer.version
     row[RECEIVED_AT] = received_us
-    row[UNMAPPED_FIELDS] = outcome.unmapped_json(staged, writer)
+    row[UNMAPPED_FIELDS] = outcome.unmapped_json(staged.payload, writer)
     outcome.rows.append(row)
 
 
-def _result(subject: SubjectSchemas, outcome: _Outcome, duplicates: int) -> TransformResult:
-    schema = canonical_arrow_schema(subject)
-    table = pa.Table.from_pylist(outcome.rows, schema=schema).sort_by(
-        [(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")]
-    )
+def _result(outcome: _Outcome, duplicates: int) -> TransformResult:
+    parts = [pa.Table.from_pylist(outcome.rows, schema=outcome.schema), *outcome.parts]
+    table = pa.concat_tables(parts).sort_by([(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")])
+    table = table.combine_chunks()
     rejects = [reject for _, reject in sorted(outcome.rejects, key=lambda item: item[0])]
-    versions = table.column(SCHEMA_VERSION).to_pylist()
+    versions = pc.value_counts(table.column(SCHEMA_VERSION)).to_pylist()
     unmapped = Counter[str]()
     for counts in outcome.unmapped_by_version.values():
         unmapped.update(counts)
     return TransformResult(
         table=table,
         rejects=rejects,
-        rows_per_version=dict(sorted(Counter(versions).items())),
+        rows_per_version={
+            v["values"]: v["counts"] for v in sorted(versions, key=lambda v: v["values"])
+        },
         rejects_per_code=dict(sorted(Counter(r.code for r in rejects).items())),
         duplicates_dropped=duplicates,
         unmapped_fields=dict(sorted(unmapped.items())),

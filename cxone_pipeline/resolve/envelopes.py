@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,40 +79,16 @@ def line_reject(line: bytes, message: str) -> Reject:
     return Reject(envelope, NOT_AN_OBJECT, message)
 
 
-def read_envelopes(
-    staged_objects: Iterable[bytes],
-) -> tuple[list[Envelope], list[tuple[int, Reject]]]:
-    """Every line of every object as an envelope, or as a not_an_object reject with its position."""
-    envelopes: list[Envelope] = []
-    rejects: list[tuple[int, Reject]] = []
-    seq = 0
-    for number, data in enumerate(staged_objects):
-        try:
-            lines = staged_lines(data)
-        except MalformedEnvelope as exc:
-            raw = {"raw": data[:1024].decode("utf-8", errors="replace")}
-            rejects.append((seq, Reject(raw, NOT_AN_OBJECT, f"object {number}: {exc}")))
-            seq += 1
-            continue
-        for line in lines:
-            try:
-                envelopes.append(parse_envelope(seq, line))
-            except MalformedEnvelope as exc:
-                rejects.append((seq, line_reject(line, f"object {number}: {exc}")))
-            seq += 1
-    return envelopes, rejects
-
-
-def parse_timestamps(texts: Sequence[str]) -> list[int | None]:
-    """ISO-8601 timestamps with a zone to UTC microseconds; None where one does not parse."""
+def parse_timestamps(texts: pa.Array) -> pa.Array:
+    """ISO-8601 timestamps with a zone to UTC microseconds (int64); null where one does not."""
     target = pa.timestamp("us", tz="UTC")
     try:
-        return pa.array(texts, pa.string()).cast(target).cast(pa.int64()).to_pylist()
+        return texts.cast(target).cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         parsed: list[int | None] = []
         for text in texts:
             try:
-                parsed.append(pa.scalar(text, pa.string()).cast(target).cast(pa.int64()).as_py())
+                parsed.append(text.cast(target).cast(pa.int64()).as_py())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 parsed.append(None)
-        return parsed
+        return pa.array(parsed, pa.int64())

@@ -1,0 +1,453 @@
+"""Columnar fast path: Arrow's JSON reader plus per-column checks and casts.
+
+It resolves only rows whose outcome provably equals fastavro's writer→reader resolution and
+defers every other row (bad, ambiguous or of a shape it does not handle) to the per-record path.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
+from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
+
+_ROW_IN_ERROR = re.compile(r"in row (\d+)")
+# Python's datetime range, beyond which fastavro cannot read a timestamp.
+_TIMESTAMP_RANGE = {
+    "timestamp-millis": (-62_135_596_800_000, 253_402_300_799_999),
+    "timestamp-micros": (-62_135_596_800_000_000, 253_402_300_799_999_999),
+}
+_INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_PROMOTIONS = {
+    ("int", "long"),
+    ("int", "float"),
+    ("int", "double"),
+    ("long", "float"),
+    ("long", "double"),
+    ("float", "double"),
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An Avro type of a shape the fast path handles: primitive, enum or array of those."""
+
+    base: str  # string, int, long, float, double, boolean, enum or array
+    nullable: bool
+    arrow: pa.DataType
+    logical: str | None = None
+    symbols: frozenset[str] | None = None
+    enum_default: str | None = None
+    item: Kind | None = None
+
+
+_FAST_BASES = {"string", "int", "long", "float", "double", "boolean"}
+
+
+def kind_of(avro_type: Any, named: dict[str, Any]) -> Kind | None:
+    """The fast-path shape of a parsed Avro type, or None when only fastavro may handle it."""
+    if isinstance(avro_type, list):
+        branches = [b for b in avro_type if b != "null"]
+        if len(branches) != 1 or len(avro_type) != 2:
+            return None
+        inner = kind_of(branches[0], named)
+        if inner is None or inner.nullable:
+            return None
+        return Kind(**{**inner.__dict__, "nullable": True})
+    if isinstance(avro_type, str) and avro_type not in _FAST_BASES:
+        return kind_of(named[avro_type], named) if avro_type in named else None
+    base = avro_type if isinstance(avro_type, str) else avro_type["type"]
+    logical = None if isinstance(avro_type, str) else avro_type.get("logicalType")
+    if logical is not None and not (base == "long" and logical in _TIMESTAMP_RANGE):
+        return None
+    arrow, _ = avro_to_arrow(avro_type, named)
+    if base in _FAST_BASES:
+        return Kind(base, False, arrow, logical=logical)
+    if base == "enum":
+        symbols = frozenset(avro_type["symbols"])
+        return Kind("enum", False, arrow, symbols=symbols, enum_default=avro_type.get("default"))
+    if base == "array":
+        item = kind_of(avro_type["items"], named)
+        if item is None or item.nullable or item.base not in _FAST_BASES:
+            return None
+        return Kind("array", False, arrow, item=item)
+    return None
+
+
+def _readable(writer: Kind, reader: Kind) -> bool:
+    """Whether the fast path resolves `writer` values to `reader` as Avro does."""
+    if writer.logical != reader.logical:
+        return False
+    if writer.base == "array":
+        return (
+            reader.base == "array"
+            and writer.item is not None
+            and reader.item is not None
+            and _readable(writer.item, reader.item)
+        )
+    return writer.base == reader.base or (writer.base, reader.base) in _PROMOTIONS
+
+
+@dataclass(frozen=True)
+class FieldSource:
+    """One canonical column: where it comes from in a writer version, and how it converts."""
+
+    name: str
+    reader: Kind
+    writer_field: str | None  # None: the canonical default fills the column
+    writer: Kind | None
+    writer_default: Any
+    reader_default: Any
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    version: SchemaVersion
+    fields: tuple[tuple[str, Kind | None, bool, Any], ...]  # name, kind, has default, default
+    declared: frozenset[str]
+    columns: tuple[FieldSource, ...] | None  # None: resolve this version per record
+
+
+def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
+    canonical = subject.canonical
+    reader_named = canonical.schema.get("__named_schemas", {})
+    plans = {}
+    for version in subject.versions:
+        named = version.schema.get("__named_schemas", {})
+        fields = tuple(
+            (f["name"], kind_of(f["type"], named), "default" in f, f.get("default"))
+            for f in version.fields
+        )
+        by_name = {f["name"]: f for f in version.fields}
+        kinds = {name: kind for name, kind, _, _ in fields}
+        columns: list[FieldSource] | None = []
+        for field in canonical.fields:
+            reader = kind_of(field["type"], reader_named)
+            source = next(
+                (by_name[n] for n in (field["name"], *field.get("aliases", ())) if n in by_name),
+                None,
+            )
+            writer = kinds.get(source["name"]) if source else None
+            resolvable = source is None and "default" in field
+            resolvable |= source is not None and writer is not None
+            resolvable &= reader is not None
+            if resolvable and writer is not None:
+                resolvable = _readable(writer, reader)
+            if not resolvable or columns is None:
+                columns = None
+                continue
+            columns.append(
+                FieldSource(
+                    field["name"],
+                    reader,
+                    source["name"] if source else None,
+                    writer,
+                    source.get("default") if source else None,
+                    field.get("default"),
+                )
+            )
+        plans[version.version] = VersionPlan(
+            version,
+            fields,
+            frozenset(by_name) | CONTROL_FIELDS,
+            None if columns is None else tuple(columns),
+        )
+    return plans
+
+
+def explicit_payload_types(subject: SubjectSchemas) -> pa.StructType:
+    """Payload fields every version types as text: read as strings, so Arrow's JSON reader
+    does not turn timestamp-looking text into timestamps."""
+    seen: dict[str, set[str]] = {}
+    for version in subject.versions:
+        named = version.schema.get("__named_schemas", {})
+        for field in version.fields:
+            kind = kind_of(field["type"], named)
+            if kind is None:
+                shape = "other"
+            elif kind.base == "array":
+                shape = "text list" if kind.item and kind.item.base == "string" else "other"
+            else:
+                shape = "text" if kind.base in ("string", "enum") else "other"
+            seen.setdefault(field["name"], set()).add(shape)
+    types = {"text": pa.string(), "text list": pa.list_(pa.string())}
+    return pa.struct(
+        [
+            pa.field(name, types[shape])
+            for name, shapes in seen.items()
+            if len(shapes) == 1 and (shape := next(iter(shapes))) in types
+        ]
+    )
+
+
+@dataclass
+class ArrowRun:
+    """Consecutive lines of one staged object that Arrow's JSON reader parsed."""
+
+    start: int  # index of the first line in the object's lines
+    table: pa.Table
+
+
+def parse_runs(
+    lines: Sequence[bytes], payload_types: pa.StructType
+) -> tuple[list[ArrowRun], list[int]]:
+    """Parse lines with Arrow where it can; lines it cannot (a type conflicts with the lines
+    before it, not JSON, ...) are returned by index for the per-record reader."""
+    schema = pa.schema(
+        [("event_id", pa.string()), ("received_at", pa.string()), ("payload", payload_types)]
+    )
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    runs: list[ArrowRun] = []
+    leftovers: list[int] = []
+    pending = [(0, len(lines))]
+    while pending:
+        low, high = pending.pop()
+        if low >= high:
+            continue
+        text = b"\n".join(lines[low:high])
+        try:
+            table = pj.read_json(
+                io.BytesIO(text),
+                read_options=pj.ReadOptions(use_threads=False, block_size=len(text) + 1),
+                parse_options=options,
+            )
+        except pa.ArrowInvalid as exc:
+            match = _ROW_IN_ERROR.search(str(exc))
+            bad = low + int(match[1]) if match else -1
+            if not low <= bad < high:
+                leftovers.extend(range(low, high))
+                continue
+            leftovers.append(bad)
+            pending += [(low, bad), (bad + 1, high)]
+            continue
+        if table.num_rows != high - low or not pa.types.is_struct(
+            table.schema.field("payload").type
+        ):
+            leftovers.extend(range(low, high))
+            continue
+        runs.append(ArrowRun(low, table))
+    runs.sort(key=lambda run: run.start)
+    return runs, sorted(leftovers)
+
+
+def null_free(lines: Sequence[bytes], payload: pa.StructArray) -> np.ndarray:
+    """Rows whose payload has no literal JSON null, so a null in Arrow means "absent".
+
+    Conservative: "null" inside a string also sends the row to the per-record path.
+    """
+    if payload.type.get_field_index("schema_version") >= 0:
+        return np.array([b"null" not in line for line in lines], dtype=bool)
+    return np.array(
+        [
+            line.count(b"null")
+            == line.count(b'"schema_version": null') + line.count(b'"schema_version":null')
+            for line in lines
+        ],
+        dtype=bool,
+    )
+
+
+def declared_versions(table: pa.Table, subject: SubjectSchemas) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the index in subject.versions of its declared version, -1 when it declares none,
+    and a mask of rows to defer (unknown or oddly typed declarations)."""
+    payload = table.column("payload").combine_chunks()
+    texts = (
+        [_as_text(table.column("schema_version").combine_chunks())]
+        if ("schema_version" in table.column_names)
+        else []
+    )
+    if payload.type.get_field_index("_schema_version") >= 0:
+        texts.insert(0, _as_text(payload.field("_schema_version")))
+    n = table.num_rows
+    defer = np.zeros(n, dtype=bool)
+    declared = pa.nulls(n, pa.string())
+    for text, odd in reversed(texts):
+        defer |= odd
+        declared = pc.if_else(pc.is_valid(text), text, declared)
+    index = np.full(n, -1, dtype=np.int64)
+    names = [v.version for v in subject.versions]
+    for value in pc.unique(declared.drop_null()).to_pylist():
+        found = find_version(subject, value)
+        rows = pc.equal(declared, value).fill_null(False).to_numpy(zero_copy_only=False)
+        if found is None:
+            defer |= rows
+        else:
+            index[rows] = names.index(found.version)
+    return index, defer
+
+
+def _as_text(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A declared-version column as text ("" counts as undeclared) and the rows of other types."""
+    n = len(column)
+    if pa.types.is_null(column.type):
+        return pa.nulls(n, pa.string()), np.zeros(n, dtype=bool)
+    if pa.types.is_string(column.type) or pa.types.is_int64(column.type):
+        text = column.cast(pa.string())
+        return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text), np.zeros(
+            n, dtype=bool
+        )
+    return pa.nulls(n, pa.string()), column.is_valid().to_numpy(zero_copy_only=False)
+
+
+def as_mask(array: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as a numpy mask, null counting as False."""
+    return array.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _check_values(column: pa.Array, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a present column: (value valid for `kind`, undecidable from Arrow's types)."""
+    n = len(column)
+    valid, undecided = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    arrow = column.type
+    if pa.types.is_null(arrow):
+        return np.ones(n, dtype=bool), undecided
+    if pa.types.is_timestamp(arrow):  # Arrow read timestamp-looking text: the text is lost
+        return valid, np.ones(n, dtype=bool)
+    base = kind.base
+    if base == "string":
+        return np.full(n, pa.types.is_string(arrow)), undecided
+    if base == "enum":
+        if not pa.types.is_string(arrow):
+            return valid, undecided
+        return as_mask(
+            pc.is_in(column, pa.array(sorted(kind.symbols or ()), pa.string()))
+        ), undecided
+    if base in _INT_RANGE:
+        if pa.types.is_int64(arrow):
+            low, high = _INT_RANGE[base]
+            valid = as_mask(pc.and_(pc.greater_equal(column, low), pc.less_equal(column, high)))
+            if kind.logical:  # valid Avro, but fastavro fails to read it: its call
+                low, high = _TIMESTAMP_RANGE[kind.logical]
+                inside = pc.and_(pc.greater_equal(column, low), pc.less_equal(column, high))
+                undecided = ~as_mask(inside) & as_mask(column.is_valid())
+            return valid, undecided
+        # A double column may hold integers Arrow widened because another row had a fraction.
+        return valid, np.full(n, pa.types.is_floating(arrow))
+    if base in ("float", "double"):
+        return np.full(n, pa.types.is_int64(arrow) or pa.types.is_floating(arrow)), undecided
+    if base == "boolean":
+        return np.full(n, pa.types.is_boolean(arrow)), undecided
+    if base == "array" and kind.item is not None:
+        if not pa.types.is_list(arrow):
+            return valid, undecided
+        items = column.flatten()
+        item_valid, item_undecided = _check_values(items, kind.item)
+        parents = pc.list_parent_indices(column).to_numpy(zero_copy_only=False)
+        valid = np.ones(n, dtype=bool)
+        valid[parents[~item_valid]] = False
+        undecided[parents[item_undecided]] = True
+        return valid, undecided
+    return valid, np.ones(n, dtype=bool)
+
+
+def assign_versions(
+    table: pa.Table, subject: SubjectSchemas, plans: dict[str, VersionPlan]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the index of its writer version (-1: none) and whether to defer it.
+
+    Declared rows must validate against their version; the others take the newest version
+    they validate against. Invalid, unmatched and undecidable rows are deferred, so the
+    per-record path names their reason.
+    """
+    payload = table.column("payload").combine_chunks()
+    declared, deferred = declared_versions(table, subject)
+    present = {f.name: as_mask(payload.field(f.name).is_valid()) for f in payload.type}
+    assigned = np.full(len(payload), -1, dtype=np.int64)
+    undeclared = declared == -1
+    for number in reversed(range(len(subject.versions))):
+        own = declared == number
+        candidates = (own | (undeclared & (assigned == -1))) & ~deferred
+        if not candidates.any():
+            continue
+        valid, undecided = validate_rows(payload, plans[subject.versions[number].version], present)
+        deferred |= candidates & undecided
+        deferred |= own & ~valid
+        assigned[candidates & valid & ~deferred] = number
+    deferred |= undeclared & (assigned == -1)
+    assigned[deferred] = -1
+    return assigned, deferred
+
+
+def validate_rows(
+    payload: pa.StructArray, plan: VersionPlan, present: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows valid for the plan's writer version, and rows the columns cannot decide."""
+    n = len(payload)
+    valid, undecided = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    for name, kind, has_default, _ in plan.fields:
+        here = present.get(name)
+        if here is None:
+            if not has_default:
+                return np.zeros(n, dtype=bool), undecided
+            continue
+        if not has_default:
+            valid &= here
+        if kind is None:
+            undecided |= here
+            continue
+        ok, unsure = _check_values(payload.field(name), kind)
+        valid &= ~here | ok
+        undecided |= here & unsure
+    return valid, undecided
+
+
+def resolve_columns(
+    payload: pa.StructArray, plan: VersionPlan
+) -> tuple[list[pa.Array], np.ndarray]:
+    """Canonical columns for rows valid for the plan's version, and rows to defer because
+    resolution would fail (a null into a non-null field, an enum symbol the reader lacks)."""
+    assert plan.columns is not None
+    n = len(payload)
+    defer = np.zeros(n, dtype=bool)
+    columns = []
+    for source in plan.columns:
+        if source.writer_field is None or source.writer is None:
+            columns.append(_constant(source.reader_default, source.reader.arrow, n))
+            continue
+        if payload.type.get_field_index(source.writer_field) < 0:
+            values = _constant(source.writer_default, source.writer.arrow, n)
+        else:
+            values = _as_writer(payload.field(source.writer_field), source.writer)
+            if source.writer_default is not None:
+                default = _constant(source.writer_default, source.writer.arrow, 1)[0]
+                values = values.fill_null(default)
+        values, unresolvable = _as_reader(values, source.reader)
+        defer |= unresolvable
+        if not source.reader.nullable:
+            defer |= ~as_mask(values.is_valid())
+        columns.append(values)
+    return columns, defer
+
+
+def _constant(value: Any, arrow: pa.DataType, n: int) -> pa.Array:
+    if value is None:
+        return pa.nulls(n, arrow)
+    return pa.repeat(pa.scalar(value, arrow), n)
+
+
+def _as_writer(column: pa.Array, kind: Kind) -> pa.Array:
+    """Values as the writer's Avro type holds them (an Avro float keeps 32 bits)."""
+    if pa.types.is_null(column.type):
+        return pa.nulls(len(column), kind.arrow)
+    return column.cast(kind.arrow, safe=False)  # values were validated; float rounds to 32 bits
+
+
+def _as_reader(values: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray]:
+    undecided = np.zeros(len(values), dtype=bool)
+    if kind.base == "enum":
+        known = pc.is_in(values, pa.array(sorted(kind.symbols or ()), pa.string()))
+        unknown = pc.and_(pc.invert(known), pc.is_valid(values))
+        if kind.enum_default is None:
+            undecided = as_mask(unknown)
+        else:
+            values = pc.if_else(unknown, pa.scalar(kind.enum_default, pa.string()), values)
+    return values.cast(kind.arrow), undecided
