@@ -69,14 +69,18 @@ class ReadinessProbe:
         self._ok = False
 
     async def ready(self) -> bool:
-        if time.monotonic() - self._checked_at >= READINESS_PROBE_INTERVAL:
+        now = time.monotonic()
+        last_write = self._committer.last_write
+        if last_write is not None and now - last_write[0] < READINESS_PROBE_INTERVAL:
+            return last_write[1]
+        if now - self._checked_at >= READINESS_PROBE_INTERVAL:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self._store.put, self._key, b"ok"), 5)
                 self._ok = True
             except (StoreError, asyncio.TimeoutError):
                 self._ok = False
             self._checked_at = time.monotonic()
-        return self._ok and self._committer.last_write_ok
+        return self._ok
 
 
 def error_response(error: IntakeError) -> JSONResponse:

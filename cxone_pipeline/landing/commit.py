@@ -60,7 +60,8 @@ class GroupCommitter:
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._pending_events = 0
         self._closing = False
-        self.last_write_ok = True
+        # (monotonic time, succeeded) of the latest store write attempt, for readiness
+        self.last_write: tuple[float, bool] | None = None
 
     async def commit(self, subject: str, lines: list[bytes], received_at: datetime) -> None:
         """Return once `lines` are durably staged; raise `Unavailable` if they are not."""
@@ -147,7 +148,7 @@ class GroupCommitter:
                 break
             except (StoreError, asyncio.TimeoutError) as exc:
                 self._metrics.store_errors.inc()
-                self.last_write_ok = False
+                self.last_write = (time.monotonic(), False)
                 remaining = started + self._deadline - time.monotonic()
                 if remaining <= delay:
                     raise Unavailable(
@@ -157,5 +158,5 @@ class GroupCommitter:
                     ) from exc
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 1.0)
-        self.last_write_ok = True
+        self.last_write = (time.monotonic(), True)
         self._metrics.flush_seconds.observe(time.monotonic() - started)
