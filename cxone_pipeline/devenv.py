@@ -1,0 +1,166 @@
+"""The two set-up commands, standard library only: `up` runs the stack, `test` runs the suite.
+
+Run from a clone with any Python 3.10+: `python3 -m cxone_pipeline.devenv up|test`.
+Everything installs into `.venv/` from the committed `uv.lock`; nothing global.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+UV_VERSION = "0.13.9"
+LOCK_STAMP = VENV / ".uv-lock-sha256"
+
+SAMPLE_EVENT = '{"customerId":"C-1001","duration":42,"agentId":"A-7","transcript":"hello"}'
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=env)
+
+
+def ensure_environment() -> None:
+    """Create `.venv` and install exactly what `uv.lock` pins (skipped when already in sync)."""
+    if sys.version_info < (3, 10):  # noqa: UP036 (this file runs before the venv exists)
+        sys.exit("cxone-pipeline needs Python 3.10 or newer")
+    lock_digest = hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
+    if LOCK_STAMP.exists() and LOCK_STAMP.read_text() == lock_digest:
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv", flush=True)
+        run(sys.executable, "-m", "venv", VENV)
+    if not (BIN / "uv").exists():
+        run(BIN / "python", "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
+    print("installing the locked dependencies into .venv (uv sync --frozen)", flush=True)
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
+    run(BIN / "uv", "sync", "--frozen", "--inexact", env=env)
+    LOCK_STAMP.write_text(lock_digest)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} did not start: its process exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback URL we built)
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+
+
+def up(args: argparse.Namespace) -> int:
+    ensure_environment()
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (dagster_home / "dagster.yaml").exists():
+        shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    token = os.environ.get("CXONE_PIPELINE_INGEST_TOKEN") or secrets.token_urlsafe(24)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "CXONE_PIPELINE_LAKE_URL": os.environ.get("CXONE_PIPELINE_LAKE_URL") or str(ROOT / ".lake"),
+        "CXONE_PIPELINE_INGEST_TOKEN": token,
+    }
+    landing_url = f"http://127.0.0.1:{args.landing_port}"
+    dagster_url = f"http://127.0.0.1:{args.dagster_port}"
+    commands = {
+        "landing": [BIN / "cxone-pipeline", "serve", "--port", str(args.landing_port)],
+        "dagster-webserver": [
+            BIN / "dagster-webserver",
+            *("-w", ROOT / "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.dagster_port)),
+        ],
+        "dagster-daemon": [BIN / "dagster-daemon", "run", "-w", ROOT / "workspace.yaml"],
+    }
+    processes = {
+        name: subprocess.Popen([str(c) for c in command], cwd=ROOT, env=env)
+        for name, command in commands.items()
+    }
+    try:
+        wait_until_up(f"{landing_url}/healthz", processes["landing"])
+        wait_until_up(f"{dagster_url}/server_info", processes["dagster-webserver"])
+        print(
+            f"""
+cxone-pipeline is running (Ctrl-C stops it)
+  landing     {landing_url}/ingest/{{subject}}
+  Dagster UI  {dagster_url}
+  lake        {env["CXONE_PIPELINE_LAKE_URL"]}
+  token       {token}
+
+Post a sample event:
+  curl -X POST {landing_url}/ingest/call_event \\
+    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+    -d '{SAMPLE_EVENT}'
+""",
+            flush=True,
+        )
+        if args.demo:
+            run(BIN / "cxone-pipeline", "demo", "--url", landing_url, env=env)
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(1)
+        failed = [name for name, p in processes.items() if p.poll() is not None]
+        print(f"stopping: {', '.join(failed)} exited", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test(args: argparse.Namespace) -> int:
+    ensure_environment()
+    env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
+    steps = [
+        [BIN / "ruff", "check", "."],
+        [BIN / "cxone-pipeline", "schemas", "check"],
+        [BIN / "pytest", *args.pytest_args],
+    ]
+    for step in steps:
+        code = subprocess.run([str(s) for s in step], cwd=ROOT, env=env).returncode
+        if code == 5:  # pytest: no tests collected
+            print("no tests were collected: failing", file=sys.stderr)
+            return 1
+        if code != 0:
+            return code
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m cxone_pipeline.devenv")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up", help="install, then run the landing and Dagster")
+    up_parser.add_argument("--landing-port", type=int, default=8000)
+    up_parser.add_argument("--dagster-port", type=int, default=3000)
+    up_parser.add_argument(
+        "--demo", action="store_true", help="also post demo events of every version"
+    )
+    up_parser.set_defaults(handler=up)
+    test_parser = commands.add_parser("test", help="install, then run lint and the test suite")
+    test_parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
+    test_parser.set_defaults(handler=test)
+    args = parser.parse_args()
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
