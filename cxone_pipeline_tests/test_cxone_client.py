@@ -22,7 +22,7 @@ from cxone_pipeline.cxone.errors import (
     CXoneRetriesExhausted,
 )
 from cxone_pipeline.cxone.retry import RetryPolicy, retry_after_seconds
-from cxone_pipeline.settings import Settings
+from cxone_pipeline.settings import Secret, Settings
 from cxone_pipeline_tests.cxone_simulator import (
     API_PREFIX,
     DATAACTIONS_PATH,
@@ -110,7 +110,7 @@ def test_overrides_skip_discovery(sim: CXoneSimulator) -> None:
     assert [s.path for s in sim.seen] == ["/auth/token", LIST]
 
 
-def test_unknown_tenant_api_is_a_config_error_naming_the_override(sim: CXoneSimulator) -> None:
+def test_failed_discovery_is_a_config_error_naming_the_variables(sim: CXoneSimulator) -> None:
     cfg = config(sim, CXONE_API_BASE_URL="", CXONE_TOKEN_ENDPOINT=sim.base_url + "/auth/token")
     with pytest.raises(CXoneConfigError, match="CXONE_AUTH_BASE_URL"):
         list_actions(dataclasses.replace(cfg, auth_base_url=sim.base_url + "/elsewhere"))
@@ -312,7 +312,7 @@ def test_secrets_never_reach_logs_errors_or_repr(
             await client.request("GET", cfg.dataactions_path)
             sim.revoke_tokens()
             await client.request(
-                "POST", cfg.dataactions_path, json={"token": leaky}, secrets=[_secret(leaky)]
+                "POST", cfg.dataactions_path, json={"token": leaky}, secrets=[Secret(leaky)]
             )
 
     with pytest.raises(CXoneAPIError) as raised:
@@ -332,9 +332,3 @@ def test_secrets_never_reach_logs_errors_or_repr(
     ):
         assert secret not in visible
     assert TENANT_ID not in repr(cfg)
-
-
-def _secret(value: str) -> Any:
-    from cxone_pipeline.settings import Secret
-
-    return Secret(value)

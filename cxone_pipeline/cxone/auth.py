@@ -138,19 +138,15 @@ class _SingleFlight(Generic[T]):
 class CXoneAuth:
     """Tokens and tenant endpoints for one set of credentials, discovered once and cached."""
 
-    def __init__(self, config: CXoneConfig, http: httpx.AsyncClient) -> None:
+    def __init__(self, config: CXoneConfig, grant: Grant, http: httpx.AsyncClient) -> None:
         self._config = config
         self._http = http
-        self._grant = grant_for(config)
+        self._grant = grant
         self._token: Token | None = None
         self._token_endpoint = config.token_endpoint
         self._api_base_url = config.api_base_url
         self._token_flight: _SingleFlight[Token] = _SingleFlight()
         self._discovery_flight: _SingleFlight[str] = _SingleFlight()
-
-    @property
-    def grant_name(self) -> str:
-        return self._grant.name
 
     async def token(self) -> Token:
         token = self._token

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from cxone_pipeline.cxone.auth import CXoneAuth, Token
+from cxone_pipeline.cxone.auth import CXoneAuth, Token, grant_for
 from cxone_pipeline.cxone.config import CXoneConfig
 from cxone_pipeline.cxone.errors import CXoneAPIError, CXoneAuthError, body_excerpt
 from cxone_pipeline.cxone.retry import send_with_retries
@@ -23,15 +23,12 @@ class CXoneClient:
 
     def __init__(self, config: CXoneConfig) -> None:
         self.config = config
+        grant = grant_for(config)  # missing credentials fail here, before a pool is opened
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout_seconds),
             headers={"User-Agent": "cxone-pipeline"},
         )
-        self._auth = CXoneAuth(config, self._http)
-
-    @property
-    def grant_name(self) -> str:
-        return self._auth.grant_name
+        self._auth = CXoneAuth(config, grant, self._http)
 
     async def __aenter__(self) -> CXoneClient:
         return self

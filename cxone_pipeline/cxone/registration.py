@@ -14,6 +14,7 @@ import httpx
 from cxone_pipeline.cxone.client import CXoneClient
 from cxone_pipeline.cxone.config import CXoneConfig
 from cxone_pipeline.cxone.errors import CXoneError, RegistrationError
+from cxone_pipeline.lake.layout import is_valid_subject
 from cxone_pipeline.settings import Secret
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ def webhook_spec(
         raise RegistrationError(
             "CXONE_PIPELINE_INGEST_TOKEN is not set: the landing would refuse CXone's requests; "
             "set it to the token(s) the landing accepts (the first one is given to CXone)"
+        )
+    if not is_valid_subject(subject):
+        raise RegistrationError(
+            f"subject {subject!r} is not a subject name (lowercase letters, digits, underscores)"
         )
     url = httpx.URL(webhook_url)
     if url.scheme not in ("http", "https") or not url.host:
