@@ -155,10 +155,14 @@ def main() -> int:
         "--demo", action="store_true", help="also post demo events of every version"
     )
     up_parser.set_defaults(handler=up)
-    test_parser = commands.add_parser("test", help="install, then run lint and the test suite")
-    test_parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
+    test_parser = commands.add_parser(
+        "test", help="install, then run lint, the schema check and the tests (extra args: pytest)"
+    )
     test_parser.set_defaults(handler=test)
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra  # anything else goes to pytest, e.g. `test -k landing -x`
     return args.handler(args)
 
 
