@@ -1,4 +1,4 @@
-"""The Dagster code location: assembles the per-subject assets, sensor, schedule and resources."""
+"""The Dagster code location: assembles assets, checks, sensor, schedule, job and resources."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from dagster import Definitions
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
+from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_webhook
 from cxone_pipeline.defs.resources import build_resources, env_int
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.defs.sensors import build_staging_sensor
@@ -28,7 +29,8 @@ def build_definitions(settings: Settings) -> Definitions:
         ],
         sensors=[build_staging_sensor(subjects, interval)],
         schedules=[build_reconcile_schedule(subjects, cron)],
-        resources=build_resources(settings),
+        jobs=[register_cxone_webhook],
+        resources={**build_resources(settings), "cxone": cxone_resource_from_env()},
     )
 
 

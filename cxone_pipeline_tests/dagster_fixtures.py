@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, instance_for_test
+from dagster import DagsterInstance
 from dagster_aws.s3 import S3Resource
 
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
@@ -107,5 +107,5 @@ def lake(tmp_path: Path) -> Lake:
 
 @pytest.fixture
 def instance() -> Iterator[DagsterInstance]:
-    with instance_for_test() as test_instance:
+    with DagsterInstance.ephemeral() as test_instance:
         yield test_instance
