@@ -16,7 +16,7 @@ from cxone_pipeline.cxone.registration import (
     register_webhook,
     webhook_spec,
 )
-from cxone_pipeline.settings import Settings
+from cxone_pipeline.settings import Settings, SettingsError
 
 # Resource field -> environment variable; Settings.from_env parses them as everywhere else.
 ENV_VARS = {
@@ -89,7 +89,7 @@ def register_webhook_op(
         result = cxone.register_webhook(
             config.webhook_url, subject=config.subject, action_name=config.action_name
         )
-    except CXoneError as exc:
+    except (CXoneError, SettingsError) as exc:
         raise dg.Failure(description=str(exc)) from None
     context.log.info(
         f"data action {result.action_name!r} (id {result.action_id}): {result.outcome.value}"
