@@ -145,7 +145,9 @@ def test_s3_outage_answers_503_then_recovers_by_itself(s3_endpoint: str, s3_buck
             process.terminate()
             process.wait(30)
     assert before.status_code == 202
-    assert (during.status_code, during.json().get("error")) == (503, "store_unavailable"), during.text
+    assert (during.status_code, during.json().get("error")) == (503, "store_unavailable"), (
+        during.text
+    )
     assert int(during.headers["Retry-After"]) >= 1
     assert ready_during.status_code == 503
     assert alive and after.status_code == 202 and ready_after.status_code == 200
