@@ -33,6 +33,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     # Builds the error body from the request's JSON, as validation errors quote fields.
     echo: Callable[[Any], Any] | None = None
+    # Serve the request, then answer the fault: a gateway timing out on a write that landed.
+    after_serving: bool = False
 
 
 @dataclass
@@ -105,10 +107,13 @@ class CXoneSimulator:
         times: int = 1,
         retry_after: str | None = None,
         echo: Callable[[Any], Any] | None = None,
+        after_serving: bool = False,
     ) -> None:
         """Answer the next `times` requests to `path` with `status` instead of serving them."""
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        self._faults.setdefault((method, path), []).append(Fault(status, times, headers, echo))
+        self._faults.setdefault((method, path), []).append(
+            Fault(status, times, headers, echo, after_serving)
+        )
 
     def revoke_tokens(self) -> None:
         self.tokens.clear()
@@ -118,22 +123,26 @@ class CXoneSimulator:
 
     def _endpoint(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            response = await self._injected(request) or await handler(request)
+            fault = self._next_fault(request.method, request.url.path)
+            if fault is None or fault.after_serving:
+                response = await handler(request)
+            if fault is not None:
+                body = fault.echo(await request.json()) if fault.echo else {"error": "injected"}
+                response = JSONResponse(body, fault.status, fault.headers)
             self.seen.append(Seen(request.method, request.url.path, response.status_code))
             return response
 
         return endpoint
 
-    async def _injected(self, request: Request) -> Response | None:
-        faults = self._faults.get((request.method, request.url.path))
+    def _next_fault(self, method: str, path: str) -> Fault | None:
+        faults = self._faults.get((method, path))
         if not faults:
             return None
         fault = faults[0]
         fault.times -= 1
         if fault.times <= 0:
             faults.pop(0)
-        body = fault.echo(await request.json()) if fault.echo else {"error": "injected"}
-        return JSONResponse(body, fault.status, fault.headers)
+        return fault
 
     async def _openid(self, request: Request) -> Response:
         return JSONResponse(

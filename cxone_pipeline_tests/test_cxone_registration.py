@@ -9,7 +9,7 @@ import pytest
 
 from cxone_pipeline.cli import main
 from cxone_pipeline.cxone.config import CXoneConfig
-from cxone_pipeline.cxone.errors import CXoneAPIError, RegistrationError
+from cxone_pipeline.cxone.errors import CXoneAPIError, CXoneTransportError, RegistrationError
 from cxone_pipeline.cxone.registration import (
     BODY_TEMPLATE,
     Outcome,
@@ -88,6 +88,31 @@ def test_rotated_token_updates_the_headers(sim: CXoneSimulator) -> None:
     assert register(sim, token="rotated-token").outcome is Outcome.UPDATED
     headers = sim.actions["da-1"]["actions"][0]["settings"]["headers"]
     assert headers["Authorization"] == "Bearer rotated-token"
+
+
+def test_create_retried_after_503_is_created_once(sim: CXoneSimulator) -> None:
+    sim.fail("POST", LIST, 503)
+    assert register(sim).outcome is Outcome.CREATED
+    assert sim.statuses("POST", LIST) == [503, 201]
+    assert list(sim.actions) == ["da-1"]
+
+
+def test_create_that_landed_behind_a_gateway_timeout_is_found_not_repeated(
+    sim: CXoneSimulator,
+) -> None:
+    sim.fail("POST", LIST, 504, after_serving=True)
+    assert register(sim) == RegistrationResult("da-1", "cxone-pipeline-call_event", Outcome.CREATED)
+    assert sim.statuses("POST", LIST) == [504]
+    assert sim.statuses("GET", LIST) == [200, 200]
+    assert list(sim.actions) == ["da-1"]
+
+
+def test_create_lost_behind_a_bad_gateway_is_reported_not_repeated(sim: CXoneSimulator) -> None:
+    sim.fail("POST", LIST, 502)
+    with pytest.raises(CXoneTransportError, match="may have been applied"):
+        register(sim)
+    assert sim.statuses("POST", LIST) == [502]
+    assert sim.actions == {}
 
 
 def test_two_actions_with_the_name_is_an_error(sim: CXoneSimulator) -> None:

@@ -13,7 +13,7 @@ import httpx
 
 from cxone_pipeline.cxone.client import CXoneClient
 from cxone_pipeline.cxone.config import CXoneConfig
-from cxone_pipeline.cxone.errors import CXoneError, RegistrationError
+from cxone_pipeline.cxone.errors import CXoneError, CXoneTransportError, RegistrationError
 from cxone_pipeline.lake.layout import is_valid_subject
 from cxone_pipeline.settings import Secret
 
@@ -137,7 +137,13 @@ async def _upsert(client: CXoneClient, spec: WebhookSpec) -> RegistrationResult:
     desired = spec.data_action()
     existing = _find_by_name(await client.request("GET", path), spec.action_name, path)
     if existing is None:
-        created = await client.request("POST", path, json=desired, secrets=(spec.ingest_token,))
+        try:
+            created = await client.request("POST", path, json=desired, secrets=(spec.ingest_token,))
+        except CXoneTransportError:
+            # The create may have landed before the failure: if so, it is ours.
+            created = _find_by_name(await client.request("GET", path), spec.action_name, path)
+            if created is None:
+                raise
         return RegistrationResult(_action_id(created, path), spec.action_name, Outcome.CREATED)
     action_id = _action_id(existing, path)
     if _forwarding(existing) == _forwarding(desired):

@@ -18,6 +18,8 @@ from cxone_pipeline.cxone.errors import CXoneRetriesExhausted, CXoneTransportErr
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# A gateway answering these may have passed the request on; 429 and 503 mean it was refused.
+MAYBE_APPLIED_STATUSES = frozenset({502, 504})
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ async def send_with_retries(
 ) -> httpx.Response:
     """Send until the answer is not retryable; the caller judges that answer's status.
 
-    `build` is called per attempt so each one carries current headers. A transport error
-    after the request may have been sent is retried only when `idempotent`.
+    `build` is called per attempt so each one carries current headers. A write that may
+    have been applied (broken connection after sending, 502/504 from a gateway) is not
+    repeated blindly: it raises `CXoneTransportError` unless `idempotent`.
     """
     started = time.monotonic()
     attempt = 0  # failed attempts so far
@@ -80,20 +83,18 @@ async def send_with_retries(
         try:
             response = await http.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            failure = type(exc).__name__
+            failure = type(exc).__name__  # never sent: safe to repeat any request
         except httpx.TransportError as exc:
-            if not idempotent:
-                raise CXoneTransportError(
-                    f"{request.method} {request.url} failed after it was sent "
-                    f"({type(exc).__name__}) and may have been applied; rerun: registration "
-                    "looks the action up by name before writing"
-                ) from None
             failure = type(exc).__name__
+            if not idempotent:
+                raise _maybe_applied(request, failure) from None
         else:
             if response.status_code not in RETRYABLE_STATUSES:
                 return response
             await response.aclose()
             failure = f"{response.status_code} {response.reason_phrase}".strip()
+            if not idempotent and response.status_code in MAYBE_APPLIED_STATUSES:
+                raise _maybe_applied(request, failure)
         delay = policy.delay(attempt, response)
         attempt += 1
         now = time.monotonic()
@@ -112,3 +113,11 @@ async def send_with_retries(
             attempt + 1,
         )
         await asyncio.sleep(delay)
+
+
+def _maybe_applied(request: httpx.Request, failure: str) -> CXoneTransportError:
+    return CXoneTransportError(
+        f"{request.method} {request.url} failed after it was sent ({failure}) and may have "
+        "been applied, so it was not repeated; rerun: registration looks the action up by "
+        "name before writing"
+    )
