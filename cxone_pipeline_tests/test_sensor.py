@@ -1,0 +1,141 @@
+"""`staging_sensor` evaluated on a test instance over a local lake."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+
+from cxone_pipeline.curate import staging_manifest
+from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
+from cxone_pipeline.defs.sensors import build_staging_sensor, run_key
+from cxone_pipeline.lake.layout import hour_floor, hour_prefix, partition_key
+from cxone_pipeline.lake.store import LocalStore
+from cxone_pipeline_tests.dagster_fixtures import Lake, call_events, closed_hour, stage
+
+pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
+
+SENSOR = build_staging_sensor(["agent_state", "call_event"], interval_seconds=30)
+CURATE_CALLS = curate_assets("call_event", hourly_partitions("2025-01-01-00:00"), 24)
+
+
+def tick(lake: Lake, instance: DagsterInstance, cursor: str | None = None, **knobs) -> SensorResult:
+    resources = lake.resources(**knobs)
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return SENSOR(context)
+
+
+def requested(result: SensorResult) -> list[tuple[str | None, str | None]]:
+    return sorted((r.partition_key, r.run_key) for r in result.run_requests or [])
+
+
+def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> None:
+    result = materialize(
+        [CURATE_CALLS],
+        partition_key=partition_key(hour),
+        resources=lake.resources(),
+        instance=instance,
+    )
+    assert result.success
+
+
+def expected(lake: Lake, hour: datetime) -> tuple[str, str]:
+    digest = staging_manifest(lake.store, "call_event", hour).digest
+    return partition_key(hour), run_key("call_event", partition_key(hour), digest)
+
+
+def test_new_objects_give_one_run_per_changed_hour(lake: Lake, instance: DagsterInstance) -> None:
+    open_hour = hour_floor(datetime.now(timezone.utc))
+    hours = [closed_hour(3), closed_hour(2), open_hour]
+    for hour in hours:
+        stage(lake.store, "call_event", hour, call_events(hour))
+        stage(lake.store, "call_event", hour, call_events(hour, prefix="more"))
+
+    result = tick(lake, instance)
+
+    assert requested(result) == sorted(expected(lake, hour) for hour in hours)
+    for request in result.run_requests:
+        selection = {key.to_user_string() for key in request.asset_selection}
+        assert selection == {"curated/call_event", "quarantine/call_event"}
+    assert set(json.loads(result.cursor)) == {"call_event"}
+    # A re-tick before the runs finished asks for the same runs: Dagster drops them by run key.
+    assert requested(tick(lake, instance)) == requested(result)
+
+
+def test_nothing_changed_skips(lake: Lake, instance: DagsterInstance) -> None:
+    hour = closed_hour(2)
+    stage(lake.store, "call_event", hour, call_events(hour))
+    materialize_hour(lake, instance, hour)
+
+    result = tick(lake, instance)
+
+    assert result.run_requests == []
+    assert "no staging changes" in result.skip_reason.skip_message
+
+
+def test_late_object_in_a_closed_hour_triggers_that_hour(
+    lake: Lake, instance: DagsterInstance
+) -> None:
+    late_hour, other = closed_hour(2), closed_hour(3)
+    for hour in (late_hour, other):
+        stage(lake.store, "call_event", hour, call_events(hour))
+        materialize_hour(lake, instance, hour)
+    before = expected(lake, late_hour)
+
+    stage(lake.store, "call_event", late_hour, call_events(late_hour, prefix="late"))
+    result = tick(lake, instance)
+
+    assert requested(result) == [expected(lake, late_hour)]
+    assert expected(lake, late_hour) != before
+    materialize_hour(lake, instance, late_hour)
+    assert tick(lake, instance).run_requests == []
+
+
+def test_open_hour_refresh_is_throttled(lake: Lake, instance: DagsterInstance) -> None:
+    open_hour = hour_floor(datetime.now(timezone.utc))
+    stage(lake.store, "call_event", open_hour, call_events(open_hour))
+    first = tick(lake, instance)
+    assert requested(first) == [expected(lake, open_hour)]
+
+    stage(lake.store, "call_event", open_hour, call_events(open_hour, prefix="next"))
+    throttled = tick(lake, instance, cursor=first.cursor)
+    assert throttled.run_requests == []
+
+    long_ago = (datetime.now(timezone.utc) - timedelta(minutes=16)).isoformat()
+    due = tick(lake, instance, cursor=json.dumps({"call_event": long_ago}))
+    assert requested(due) == [expected(lake, open_hour)]
+
+    assert tick(lake, instance, open_hour_refresh_seconds=0).run_requests == []
+
+
+def test_tick_lists_only_the_look_back_hours(
+    lake: Lake, instance: DagsterInstance, monkeypatch
+) -> None:
+    # 50,000 historical objects: 500 hours of 100 objects each, written as plain files.
+    first = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    for n in range(500):
+        folder = lake.store.root / hour_prefix("staging", "call_event", first + timedelta(hours=n))
+        folder.mkdir(parents=True)
+        for i in range(100):
+            (folder / f"import-{i:032x}.jsonl.gz").write_bytes(b"")
+    listed: list[str] = []
+    original = LocalStore.list
+
+    def recording_list(self: LocalStore, prefix: str):
+        listed.append(prefix)
+        return original(self, prefix)
+
+    monkeypatch.setattr(LocalStore, "list", recording_list)
+    result = tick(lake, instance)
+
+    now = datetime.now(timezone.utc)
+    open_hour = hour_floor(now)
+    window = [open_hour - timedelta(hours=n) for n in (3, 2, 1)]
+    window = [h for h in window if now >= h + timedelta(hours=1, minutes=2)] + [open_hour]
+    assert sorted(listed) == sorted(
+        hour_prefix("staging", subject, hour)
+        for subject in ("agent_state", "call_event")
+        for hour in window
+    )
+    assert result.run_requests == []
