@@ -91,15 +91,18 @@ class _Outcome:
         except MalformedEnvelope as exc:
             self.rejects.append((seq, line_reject(line, str(exc))))
 
-    def unmapped_json(self, payload: dict[str, Any], writer: SchemaVersion) -> str | None:
-        """The payload keys `writer` does not declare, with their values, as JSON text."""
-        declared = {f["name"] for f in writer.fields} | CONTROL_FIELDS
-        extra = sorted(key for key in payload if key not in declared)
-        if not extra:
-            return None
-        self.unmapped_by_version.setdefault(writer.version, Counter()).update(extra)
-        unmapped = {key: payload[key] for key in extra}
-        return json.dumps(unmapped, ensure_ascii=False, separators=(",", ":"))
+    def count_unmapped(self, version: str, keys: Iterable[str]) -> None:
+        self.unmapped_by_version.setdefault(version, Counter()).update(keys)
+
+
+def unmapped_json(payload: dict[str, Any], writer: SchemaVersion) -> tuple[str | None, list[str]]:
+    """The payload keys `writer` does not declare, with their values, as JSON text; and the keys."""
+    declared = {f["name"] for f in writer.fields} | CONTROL_FIELDS
+    extra = sorted(key for key in payload if key not in declared)
+    if not extra:
+        return None, extra
+    unmapped = {key: payload[key] for key in extra}
+    return json.dumps(unmapped, ensure_ascii=False, separators=(",", ":")), extra
 
 
 def transform(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> TransformResult:
@@ -139,7 +142,12 @@ def _read(
             outcome.read_line(seq + index, lines[index])
         for run in runs:
             run_lines = lines[run.start : run.start + run.table.num_rows]
-            batch = _fast_rows(seq + run.start, run_lines, run.table, outcome)
+            try:
+                batch = _fast_rows(seq + run.start, run_lines, run.table, outcome)
+            except pa.ArrowException:  # an Arrow quirk on odd input: json reads these lines
+                for index, line in enumerate(run_lines):
+                    outcome.read_line(seq + run.start + index, line)
+                continue
             if batch is not None:
                 batches.append(batch)
         seq += len(lines)
@@ -160,17 +168,17 @@ def _fast_rows(
         pc.greater(pc.utf8_length(event_ids), 0),
     ):
         eligible &= columnar.as_mask(column)
-    for index in np.flatnonzero(~eligible):
-        outcome.read_line(first_seq + int(index), lines[index])
     rows = np.flatnonzero(eligible)
-    if not len(rows):
-        return None
-    return _ArrowBatch(
+    batch = _ArrowBatch(
         seq=rows + first_seq,
         lines=[lines[i] for i in rows],
         table=table.take(rows),
         received_us=received_us.take(rows),
     )
+    # Only once every Arrow step succeeded, so a failure leaves nothing half queued.
+    for index in np.flatnonzero(~eligible):
+        outcome.read_line(first_seq + int(index), lines[index])
+    return batch if len(rows) else None
 
 
 def _dedupe(batches: list[_ArrowBatch], outcome: _Outcome) -> tuple[np.ndarray, int]:
@@ -217,11 +225,39 @@ def _resolve_batch(
     outcome: _Outcome,
 ) -> None:
     rows = np.flatnonzero(kept[batch.seq])
-    table = batch.table.take(rows)
     lines = [batch.lines[i] for i in rows]
     seqs, received_us = batch.seq[rows], batch.received_us.take(rows)
+    try:
+        parts, deferred, unmapped = _fast_parts(
+            batch.table.take(rows), lines, received_us, subject, plans, outcome.schema
+        )
+    except pa.ArrowException:  # an Arrow quirk on odd input: every row goes per record
+        parts, deferred, unmapped = [], np.ones(len(rows), dtype=bool), {}
+    outcome.parts += parts
+    for version, keys in unmapped.items():
+        outcome.count_unmapped(version, keys)
+    for index in np.flatnonzero(deferred):
+        try:
+            staged = parse_envelope(int(seqs[index]), lines[index])
+        except MalformedEnvelope as exc:  # Arrow and json disagree on the line: json decides
+            outcome.rejects.append((int(seqs[index]), line_reject(lines[index], str(exc))))
+            continue
+        _resolve_record(staged, received_us[index].as_py(), subject, outcome)
+
+
+def _fast_parts(
+    table: pa.Table,
+    lines: list[bytes],
+    received_us: pa.Array,
+    subject: SubjectSchemas,
+    plans: dict[str, columnar.VersionPlan],
+    schema: pa.Schema,
+) -> tuple[list[pa.Table], np.ndarray, dict[str, list[str]]]:
+    """Canonical table parts per writer version, the rows to defer, and unmapped keys met."""
     assigned, deferred = columnar.assign_versions(table, subject, plans)
     payload = table.column("payload").combine_chunks()
+    event_ids = table.column("event_id").combine_chunks()
+    parts, unmapped = [], {}
     for number, version in enumerate(subject.versions):
         plan = plans[version.version]
         chosen = np.flatnonzero(assigned == number)
@@ -234,42 +270,35 @@ def _resolve_batch(
         deferred[chosen[unresolvable]] = True
         keep = np.flatnonzero(~unresolvable)
         chosen = chosen[keep]
-        unmapped = _unmapped_column(payload, chosen, plan, lines, outcome)
+        texts, unmapped[version.version] = _unmapped_texts(payload, chosen, plan, lines)
         meta = [
-            table.column("event_id").combine_chunks().take(chosen),
+            event_ids.take(chosen),
             pa.repeat(pa.scalar(version.version), len(chosen)),
             received_us.take(chosen).cast(_RECEIVED_TYPE),
-            unmapped,
+            texts,
         ]
         data = [c.take(keep) for c in columns] + meta
-        outcome.parts.append(pa.Table.from_arrays(data, schema=outcome.schema))
-    for index in np.flatnonzero(deferred):
-        try:
-            staged = parse_envelope(int(seqs[index]), lines[index])
-        except MalformedEnvelope as exc:  # Arrow and json disagree on the line: json decides
-            outcome.rejects.append((int(seqs[index]), line_reject(lines[index], str(exc))))
-            continue
-        _resolve_record(staged, received_us[index].as_py(), subject, outcome)
+        parts.append(pa.Table.from_arrays(data, schema=schema))
+    return parts, deferred, unmapped
 
 
-def _unmapped_column(
-    payload: pa.StructArray,
-    chosen: np.ndarray,
-    plan: columnar.VersionPlan,
-    lines: list[bytes],
-    outcome: _Outcome,
-) -> pa.Array:
-    """`_unmapped_fields` for the chosen rows: JSON text from the line itself where a payload
-    key the writer does not declare is present, so values keep their exact JSON form."""
+def _unmapped_texts(
+    payload: pa.StructArray, chosen: np.ndarray, plan: columnar.VersionPlan, lines: list[bytes]
+) -> tuple[pa.Array, list[str]]:
+    """`_unmapped_fields` of the chosen rows and the unmapped keys met. Taken from the line
+    itself where the payload has a key the writer does not declare, so values keep their
+    exact JSON form."""
     extra = np.zeros(len(chosen), dtype=bool)
     for child in payload.type:
         if child.name not in plan.declared:
             extra |= columnar.as_mask(payload.field(child.name).take(chosen).is_valid())
     texts: list[str | None] = [None] * len(chosen)
+    keys: list[str] = []
     for index in np.flatnonzero(extra):
         staged = parse_envelope(0, lines[chosen[index]])
-        texts[index] = outcome.unmapped_json(staged.payload, plan.version)
-    return pa.array(texts, pa.string())
+        texts[index], found = unmapped_json(staged.payload, plan.version)
+        keys += found
+    return pa.array(texts, pa.string()), keys
 
 
 def _resolve_record(
@@ -288,7 +317,8 @@ def _resolve_record(
     row[EVENT_ID] = staged.event_id
     row[SCHEMA_VERSION] = writer.version
     row[RECEIVED_AT] = received_us
-    row[UNMAPPED_FIELDS] = outcome.unmapped_json(staged.payload, writer)
+    row[UNMAPPED_FIELDS], extra = unmapped_json(staged.payload, writer)
+    outcome.count_unmapped(writer.version, extra)
     outcome.rows.append(row)
 
 
