@@ -49,6 +49,19 @@ def ensure_environment() -> None:
     LOCK_STAMP.write_text(lock_digest)
 
 
+def ensure_postgres() -> None:
+    """The PostgreSQL-instance test needs server binaries: install Debian's if they are missing."""
+    if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("PostgreSQL server binaries not found: install 'postgresql'", file=sys.stderr)
+        return
+    print("installing PostgreSQL from the distribution's packages", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", "update", "-qq", env=env)
+    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql", env=env)
+
+
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,6 +142,7 @@ Post a sample event:
 
 def test(args: argparse.Namespace) -> int:
     ensure_environment()
+    ensure_postgres()
     env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
     steps = [
         [BIN / "ruff", "check", "."],
