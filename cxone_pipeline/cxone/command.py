@@ -43,11 +43,11 @@ def _run(args: argparse.Namespace) -> int:
     from cxone_pipeline.cxone.config import CXoneConfig
     from cxone_pipeline.cxone.errors import CXoneError
     from cxone_pipeline.cxone.registration import (
-        DEFAULT_SUBJECT,
         describe_registration,
         register_webhook,
         webhook_spec,
     )
+    from cxone_pipeline.lake.layout import DEFAULT_SUBJECT
     from cxone_pipeline.settings import Settings, SettingsError
 
     try:

@@ -14,12 +14,11 @@ import httpx
 from cxone_pipeline.cxone.client import CXoneClient
 from cxone_pipeline.cxone.config import CXoneConfig
 from cxone_pipeline.cxone.errors import CXoneError, CXoneTransportError, RegistrationError
-from cxone_pipeline.lake.layout import is_valid_subject
+from cxone_pipeline.lake.layout import DEFAULT_SUBJECT, is_valid_subject
 from cxone_pipeline.settings import Secret
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SUBJECT = "call_event"
 FORWARD_ACTION = "ForwardToConsumer"
 # CXone's template for "the event as JSON": the landing receives the event unchanged.
 BODY_TEMPLATE = "{{#toJson}}$input{{/toJson}}"

@@ -11,11 +11,11 @@ from pydantic import Field
 from cxone_pipeline.cxone.config import CXoneConfig
 from cxone_pipeline.cxone.errors import CXoneError
 from cxone_pipeline.cxone.registration import (
-    DEFAULT_SUBJECT,
     RegistrationResult,
     register_webhook,
     webhook_spec,
 )
+from cxone_pipeline.lake.layout import DEFAULT_SUBJECT
 from cxone_pipeline.settings import Settings, SettingsError
 
 # Resource field -> environment variable; Settings.from_env parses them as everywhere else.

@@ -14,6 +14,8 @@ STAGING = "staging"
 CURATED = "curated"
 QUARANTINE = "quarantine"
 ZONES = (STAGING, CURATED, QUARANTINE)
+# The subject of `POST /ingest` without a subject: CXone's call events.
+DEFAULT_SUBJECT = "call_event"
 
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 _SUBJECT_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cxone_pipeline.lake.layout import STAGING, is_valid_subject
+from cxone_pipeline.lake.layout import DEFAULT_SUBJECT, STAGING, is_valid_subject
 from cxone_pipeline.lake.store import Store, StoreError, open_store
 from cxone_pipeline.landing.auth import Authenticator
 from cxone_pipeline.landing.commit import GroupCommitter, Unavailable
@@ -32,7 +32,6 @@ from cxone_pipeline.landing.metrics import LandingMetrics
 from cxone_pipeline.registry import discover_subjects
 from cxone_pipeline.settings import Settings
 
-DEFAULT_SUBJECT = "call_event"
 READINESS_PROBE_INTERVAL = 2.0
 
 
