@@ -1,0 +1,45 @@
+"""docs/operations.md's DuckDB query, run as written against a curated lake."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from cxone_pipeline.curate import curate_hour
+from cxone_pipeline.lake.store import LocalStore
+from cxone_pipeline.registry import load_subject
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, PROJECT_ROOT
+from cxone_pipeline_tests.dagster_fixtures import call_events, closed_hour, stage
+
+
+def documented_duckdb_query() -> str:
+    text = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    section = text.split("DuckDB (this query is run by the test suite", 1)[1]
+    return re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+
+
+def test_duckdb_query_from_the_operations_guide(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / ".lake")
+    schemas = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
+    hours = [closed_hour(3), closed_hour(2)]
+    for hour in hours:
+        stage(store, "call_event", hour, call_events(hour))
+        curate_hour(store, schemas, hour)
+
+    connection = duckdb.connect()
+    connection.execute(f"SET file_search_path = '{tmp_path}'")
+    rows = connection.execute(documented_duckdb_query()).fetchall()
+
+    # Per hour: v1 (two events: 61 s + 61 s), v2 (3,000,000,000 s), v3 (30 s); e-1's retry
+    # was deduplicated.
+    expected = []
+    for hour in hours:
+        parts = (hour.year, hour.month, hour.day, hour.hour)
+        expected += [
+            (*parts, "v1", 2, 122),
+            (*parts, "v2", 1, 3_000_000_000),
+            (*parts, "v3", 1, 30),
+        ]
+    assert rows == expected
