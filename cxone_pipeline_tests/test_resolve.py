@@ -186,3 +186,20 @@ def test_empty_input_gives_an_empty_typed_table(call_event):
     assert result.table.num_rows == 0
     assert result.table.schema == canonical_arrow_schema(call_event)
     assert read_parquet(write_parquet(result.table)).num_rows == 0
+
+
+def test_lines_conflicting_with_the_rest_are_isolated_not_fatal(call_event):
+    lines = [envelope(f"e{i:02d}", {**V2, "duration": i}, second=i) for i in range(50)]
+    lines[0] = envelope("e00", {**V2, "duration": "zero"})
+    lines[25] = envelope("e25", {**V2, "duration": {"minutes": 1}}, version="v2")
+    lines[30] = lines[30][:40]  # truncated by a crashed writer
+    result = transform([staged(*lines)], call_event)
+    assert result.table.num_rows == 47
+    assert result.table.column("duration_seconds").to_pylist() == [
+        i for i in range(50) if i not in (0, 25, 30)
+    ]
+    assert {r.envelope.get("event_id", "raw"): r.code for r in result.rejects} == {
+        "e00": "no_matching_schema",
+        "e25": "invalid_record",
+        "raw": "not_an_object",
+    }

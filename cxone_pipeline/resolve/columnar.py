@@ -191,29 +191,47 @@ def explicit_payload_types(subject: SubjectSchemas) -> pa.StructType:
 
 @dataclass
 class ArrowRun:
-    """Consecutive lines of one staged object that Arrow's JSON reader parsed."""
+    """Lines of one staged object that Arrow's JSON reader parsed together."""
 
-    start: int  # index of the first line in the object's lines
+    rows: np.ndarray  # indices of the lines, in order
     table: pa.Table
+
+
+_CONFLICT = re.compile(r"Column\((?P<path>[^)]*)\) changed from (?P<old>\w+) to (?P<new>\w+)")
+_VALUE_START = {
+    "string": rb'"',
+    "number": rb"-?\d",
+    "object": rb"\{",
+    "array": rb"\[",
+    "boolean": rb"(?:true|false)",
+}
 
 
 def parse_runs(
     lines: Sequence[bytes], payload_types: pa.StructType
 ) -> tuple[list[ArrowRun], list[int]]:
-    """Parse lines with Arrow where it can; lines it cannot (a type conflicts with the lines
-    before it, not JSON, ...) are returned by index for the per-record reader."""
+    """Parse lines with Arrow where it can; lines it cannot (not JSON, a value whose type
+    conflicts with the other lines', ...) are returned by index for the per-record reader."""
     schema = pa.schema(
         [("event_id", pa.string()), ("received_at", pa.string()), ("payload", payload_types)]
     )
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     runs: list[ArrowRun] = []
     leftovers: list[int] = []
-    pending = [(0, len(lines))]
+    # A line that is not braced cannot be an envelope (a truncated line, a JSON array): sifting
+    # them out here saves Arrow a failed parse each.
+    braced = np.fromiter(
+        (line[:1] == b"{" and line.rstrip()[-1:] == b"}" for line in lines),
+        dtype=bool,
+        count=len(lines),
+    )
+    leftovers.extend(np.flatnonzero(~braced).tolist())
+    pending = [np.flatnonzero(braced)]
     while pending:
-        low, high = pending.pop()
-        if low >= high:
+        rows = pending.pop()
+        if not len(rows):
             continue
-        text = b"\n".join(lines[low:high])
+        text = b"\n".join([lines[i] for i in rows])
         try:
             table = pj.read_json(
                 io.BytesIO(text),
@@ -222,21 +240,50 @@ def parse_runs(
             )
         except pa.ArrowInvalid as exc:
             match = _ROW_IN_ERROR.search(str(exc))
-            bad = low + int(match[1]) if match else -1
-            if not low <= bad < high:
-                leftovers.extend(range(low, high))
+            bad = int(match[1]) if match else -1
+            if not 0 <= bad < len(rows):
+                leftovers.extend(rows.tolist())
                 continue
-            leftovers.append(bad)
-            pending += [(low, bad), (bad + 1, high)]
+            leftovers.append(int(rows[bad]))
+            lengths = np.fromiter((len(lines[i]) for i in rows), dtype=np.int64, count=len(rows))
+            suspects = _conflicting(str(exc), text, lengths)
+            if suspects is None:
+                pending += [rows[:bad], rows[bad + 1 :]]
+            else:
+                suspects[bad] = False
+                leftovers.extend(rows[suspects].tolist())
+                suspects[bad] = True
+                pending.append(rows[~suspects])
             continue
-        if table.num_rows != high - low or not pa.types.is_struct(
+        if table.num_rows != len(rows) or not pa.types.is_struct(
             table.schema.field("payload").type
         ):
-            leftovers.extend(range(low, high))
+            leftovers.extend(rows.tolist())
             continue
-        runs.append(ArrowRun(low, table))
-    runs.sort(key=lambda run: run.start)
+        runs.append(ArrowRun(rows, table))
+    runs.sort(key=lambda run: int(run.rows[0]))
     return runs, sorted(leftovers)
+
+
+def _conflicting(error: str, text: bytes, lengths: np.ndarray) -> np.ndarray | None:
+    """Rows (of `text`, lines of `lengths` bytes) whose value for the key of a type conflict
+    has the minority type, found in one pass; None if the error is not a type conflict.
+    Sending a few good rows to the per-record path as well is harmless."""
+    match = _CONFLICT.search(error)
+    if match is None or match["new"] not in _VALUE_START or match["old"] not in _VALUE_START:
+        return None
+    key = re.escape(match["path"].rsplit("/", 1)[-1].encode())
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+    masks = []
+    for kind in (match["new"], match["old"]):
+        pattern = re.compile(rb'"' + key + rb'"\s*:\s*' + _VALUE_START[kind])
+        positions = np.fromiter((m.start() for m in pattern.finditer(text)), dtype=np.int64)
+        mask = np.zeros(len(lengths), dtype=bool)
+        mask[np.searchsorted(starts, positions, side="right") - 1] = True
+        if mask.sum() * 2 <= len(lengths):
+            return mask if mask.any() else None
+        masks.append(mask)
+    return min(masks, key=lambda mask: int(mask.sum()))
 
 
 def null_free(lines: Sequence[bytes], payload: pa.StructArray) -> np.ndarray:
@@ -298,9 +345,11 @@ def _as_text(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return pa.nulls(n, pa.string()), column.is_valid().to_numpy(zero_copy_only=False)
 
 
-def as_mask(array: pa.Array) -> np.ndarray:
+def as_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean Arrow array as a numpy mask, null counting as False."""
-    return array.fill_null(False).to_numpy(zero_copy_only=False)
+    if array.null_count:
+        array = array.fill_null(False)
+    return array.to_numpy(zero_copy_only=False)
 
 
 def _check_values(column: pa.Array, kind: Kind) -> tuple[np.ndarray, np.ndarray]:

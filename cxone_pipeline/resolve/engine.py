@@ -126,8 +126,11 @@ def transform(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> Trans
 def _read(
     staged_objects: Iterable[bytes], subject: SubjectSchemas, outcome: _Outcome
 ) -> list[_ArrowBatch]:
+    """Parse every staged object; Arrow-parsed rows are gathered into large batches (per-call
+    costs of Arrow kernels are then paid per batch, not per object)."""
     payload_types = columnar.explicit_payload_types(subject)
-    batches = []
+    batches: list[_ArrowBatch] = []
+    pending = _Pending()
     seq = 0
     for number, data in enumerate(staged_objects):
         try:
@@ -141,21 +144,60 @@ def _read(
         for index in leftovers:
             outcome.read_line(seq + index, lines[index])
         for run in runs:
-            run_lines = lines[run.start : run.start + run.table.num_rows]
-            try:
-                batch = _fast_rows(seq + run.start, run_lines, run.table, outcome)
-            except pa.ArrowException:  # an Arrow quirk on odd input: json reads these lines
-                for index, line in enumerate(run_lines):
-                    outcome.read_line(seq + run.start + index, line)
-                continue
-            if batch is not None:
-                batches.append(batch)
+            if not pending.accepts(run.table):
+                batches += pending.flush(outcome)
+            pending.add(run.table, run.rows + seq, [lines[i] for i in run.rows])
         seq += len(lines)
-    return batches
+    return batches + pending.flush(outcome)
+
+
+_BATCH_ROWS = 250_000
+
+
+@dataclass
+class _Pending:
+    """Arrow runs waiting to become one batch: they must share (unifiable) column types."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    seqs: list[np.ndarray] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    schema: pa.Schema | None = None
+
+    def accepts(self, table: pa.Table) -> bool:
+        if self.schema is None:
+            return True
+        if len(self.lines) + table.num_rows > _BATCH_ROWS:
+            return False
+        try:
+            pa.unify_schemas([self.schema, table.schema], promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        return True
+
+    def add(self, table: pa.Table, seqs: np.ndarray, lines: list[bytes]) -> None:
+        schemas = [table.schema] if self.schema is None else [self.schema, table.schema]
+        self.schema = pa.unify_schemas(schemas, promote_options="default")
+        self.tables.append(table)
+        self.seqs.append(seqs)
+        self.lines += lines
+
+    def flush(self, outcome: _Outcome) -> list[_ArrowBatch]:
+        if not self.tables:
+            return []
+        seqs, lines = np.concatenate(self.seqs), self.lines
+        try:
+            table = pa.concat_tables(self.tables, promote_options="default")
+            batch = _fast_rows(seqs, lines, table, outcome)
+        except pa.ArrowException:  # an Arrow quirk on odd input: json reads these lines
+            for seq, line in zip(seqs, lines, strict=True):
+                outcome.read_line(int(seq), line)
+            batch = None
+        self.tables, self.seqs, self.lines, self.schema = [], [], [], None
+        return [batch] if batch is not None else []
 
 
 def _fast_rows(
-    first_seq: int, lines: list[bytes], table: pa.Table, outcome: _Outcome
+    seqs: np.ndarray, lines: list[bytes], table: pa.Table, outcome: _Outcome
 ) -> _ArrowBatch | None:
     """Keep the rows the fast path may take; send the others to the per-record reader."""
     payload = table.column("payload").combine_chunks()
@@ -170,14 +212,14 @@ def _fast_rows(
         eligible &= columnar.as_mask(column)
     rows = np.flatnonzero(eligible)
     batch = _ArrowBatch(
-        seq=rows + first_seq,
+        seq=seqs[rows],
         lines=[lines[i] for i in rows],
         table=table.take(rows),
         received_us=received_us.take(rows),
     )
     # Only once every Arrow step succeeded, so a failure leaves nothing half queued.
     for index in np.flatnonzero(~eligible):
-        outcome.read_line(first_seq + int(index), lines[index])
+        outcome.read_line(int(seqs[index]), lines[index])
     return batch if len(rows) else None
 
 

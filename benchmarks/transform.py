@@ -1,0 +1,327 @@
+"""Transform benchmark: staged envelopes (gzip NDJSON) to Parquet bytes, engine against baselines.
+
+    .venv/bin/python benchmarks/transform.py [--events 1000000] [--repeats 3]
+
+Generates call_event envelopes mixed across v1, v2 and v3 (1% duplicates, 1% extra fields,
+0.5% invalid) in staged objects of 5,000 events, then times, each in its own process so that
+peak RSS is its own:
+  engine    cxone_pipeline.resolve.transform + write_parquet (columnar fast path)
+  apache    per record: json.loads, detect version, Apache Avro write + read with the canonical
+            reader, rows to Arrow, Parquet (the published design's way, aliases made to work)
+  fastavro  the same with fastavro schemaless_writer / schemaless_reader
+  ceiling   pyarrow's NDJSON reader parsing the same bytes (no resolution, no Parquet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import io
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cxone_pipeline.registry import (  # noqa: E402
+    CONTROL_FIELDS,
+    SchemaVersion,
+    SubjectSchemas,
+    detect_version,
+    load_subject,
+)
+from cxone_pipeline.resolve import canonical_arrow_schema, transform, write_parquet  # noqa: E402
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR  # noqa: E402
+
+SUBJECT = "call_event"
+EVENTS_PER_OBJECT = 5_000
+START = datetime(2026, 11, 27, 19, tzinfo=timezone.utc)
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def payload_for(version: str, rng: random.Random, n: int) -> dict[str, Any]:
+    customer, agent, duration = (
+        f"cust-{rng.randrange(10**6)}",
+        f"{rng.randrange(1000, 9999)}",
+        rng.randrange(1, 7200),
+    )
+    if version == "v1":
+        return {"customer_id": customer, "call_duration_sec": duration, "agent_ext": agent}
+    payload: dict[str, Any] = {"customerId": customer, "duration": duration, "agentId": agent}
+    if rng.random() < 0.3:  # CXone omits absent transcripts
+        payload["transcript"] = "caller asked about invoice " + str(n)
+    if version == "v3":
+        payload.update(
+            contactId=10**9 + n,
+            direction=rng.choice(["INBOUND", "OUTBOUND", "INTERNAL"]),
+            skillId=rng.randrange(1, 500),
+            startedAt=1_764_270_000_000 + n * 37,
+            tags=rng.sample(["vip", "billing", "churn-risk", "callback"], rng.randrange(0, 3)),
+        )
+    return payload
+
+
+def invalid_line(kind: int, envelope: dict[str, Any]) -> str:
+    payload = envelope["payload"]
+    if kind == 0:
+        payload["duration" if "duration" in payload else "call_duration_sec"] = "long"
+    elif kind == 1:
+        payload.pop(next(iter(payload)))
+        envelope["schema_version"] = "v3" if "contactId" in payload else "v2"
+    elif kind == 2:
+        envelope["schema_version"] = "v7"
+    elif kind == 3:
+        payload.update(
+            payload_for("v3", random.Random(0), 0), direction="SIDEWAYS", _schema_version="v3"
+        )
+    else:
+        return "{truncated"
+    return json.dumps(envelope)
+
+
+def staged_objects(events: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    lines: list[str] = []
+    previous: list[str] = []
+    for n in range(events):
+        roll = rng.random()
+        if roll < 0.01 and previous:  # a retry: same event id, received later
+            envelope = json.loads(rng.choice(previous))
+        else:
+            version = rng.choice(["v1", "v2", "v3"])
+            envelope = {
+                "event_id": f"evt-{n:09d}",
+                "received_at": "",
+                "schema_version": version if rng.random() < 0.2 else None,
+                "payload": payload_for(version, rng, n),
+            }
+            if 0.01 <= roll < 0.02:
+                envelope["payload"]["queueName"] = f"queue-{rng.randrange(20)}"
+        received = START + timedelta(microseconds=n * 3_500 + rng.randrange(3_000))
+        envelope["received_at"] = received.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if 0.02 <= roll < 0.025:
+            lines.append(invalid_line(n % 5, envelope))
+            continue
+        line = json.dumps(envelope)
+        lines.append(line)
+        if len(previous) < 1_000:
+            previous.append(line)
+    return [
+        gzip.compress(("\n".join(lines[i : i + EVENTS_PER_OBJECT]) + "\n").encode(), 1)
+        for i in range(0, len(lines), EVENTS_PER_OBJECT)
+    ]
+
+
+# --- the per-record pipelines (baselines) ---------------------------------------------------
+
+
+def per_record(
+    objects: list[bytes],
+    subject: SubjectSchemas,
+    resolve: Callable[[dict[str, Any], SchemaVersion], dict[str, Any]],
+) -> bytes:
+    """Staged bytes to Parquet one record at a time: parse, dedupe, detect, resolve, collect."""
+    first: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    seq = 0
+    for data in objects:
+        for line in gzip.decompress(data).split(b"\n"):
+            seq += 1
+            try:
+                envelope = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), dict):
+                continue
+            key = (envelope["received_at"], seq)
+            held = first.get(envelope["event_id"])
+            if held is None or key < held[:2]:
+                first[envelope["event_id"]] = (*key, envelope)
+    rows = []
+    for _, _, envelope in first.values():
+        payload = envelope["payload"]
+        try:
+            writer = detect_version(subject, payload, envelope.get("schema_version"))
+            row = resolve({k: v for k, v in payload.items() if k not in CONTROL_FIELDS}, writer)
+        except Exception:  # PayloadError or an Avro error: a reject either way
+            continue
+        declared = {f["name"] for f in writer.fields} | CONTROL_FIELDS
+        extra = {k: payload[k] for k in sorted(payload) if k not in declared}
+        row["_event_id"] = envelope["event_id"]
+        row["_schema_version"] = writer.version
+        row["_received_at"] = datetime.fromisoformat(envelope["received_at"].replace("Z", "+00:00"))
+        row["_unmapped_fields"] = json.dumps(extra, separators=(",", ":")) if extra else None
+        rows.append(row)
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows, schema=canonical_arrow_schema(subject))
+    return write_parquet(table.sort_by([("_received_at", "ascending"), ("_event_id", "ascending")]))
+
+
+def fastavro_resolver(subject: SubjectSchemas) -> Callable[[dict[str, Any], SchemaVersion], dict]:
+    from fastavro import schemaless_reader, schemaless_writer
+
+    def resolve(datum: dict[str, Any], writer: SchemaVersion) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, writer.schema, datum)
+        buffer.seek(0)
+        return schemaless_reader(buffer, writer.schema, subject.canonical.schema)
+
+    return resolve
+
+
+def apache_resolver(subject: SubjectSchemas) -> Callable[[dict[str, Any], SchemaVersion], dict]:
+    """Apache Avro's Python DatumReader ignores field aliases, so each writer version gets the
+    canonical reader with aliases applied to field names (and keys renamed back after reading).
+    Logical types are dropped: its writer wants datetimes, CXone sends epoch milliseconds."""
+    import avro.schema
+    from avro.io import BinaryDecoder, BinaryEncoder, DatumReader, DatumWriter
+
+    def plain(document: Any) -> Any:
+        if isinstance(document, dict):
+            return {k: plain(v) for k, v in document.items() if k != "logicalType"}
+        if isinstance(document, list):
+            return [plain(v) for v in document]
+        return document
+
+    canonical = plain(json.loads(subject.canonical.path.read_text()))
+    pipelines = {}
+    for version in subject.versions:
+        writer_doc = plain(json.loads(version.path.read_text()))
+        names = {f["name"] for f in writer_doc["fields"]}
+        reader_doc, renames = copy.deepcopy(canonical), {}
+        for field in reader_doc["fields"]:
+            source = next((a for a in field.pop("aliases", []) if a in names), None)
+            if source is not None and field["name"] not in names:
+                renames[source] = field["name"]
+                field["name"] = source
+        writer = avro.schema.parse(json.dumps(writer_doc))
+        reader = avro.schema.parse(json.dumps(reader_doc))
+        pipelines[version.version] = (DatumWriter(writer), DatumReader(writer, reader), renames)
+
+    def resolve(datum: dict[str, Any], version: SchemaVersion) -> dict[str, Any]:
+        datum_writer, datum_reader, renames = pipelines[version.version]
+        buffer = io.BytesIO()
+        datum_writer.write(datum, BinaryEncoder(buffer))
+        buffer.seek(0)
+        row = datum_reader.read(BinaryDecoder(buffer))
+        return {renames.get(k, k): v for k, v in row.items()}
+
+    return resolve
+
+
+def ceiling(objects: list[bytes], subject: SubjectSchemas) -> int:
+    """Arrow's JSON reader alone, restarted after each line it cannot read (as the engine does:
+    one bad line would otherwise fail the whole object)."""
+    from cxone_pipeline.resolve.columnar import explicit_payload_types, parse_runs
+
+    payload_types = explicit_payload_types(subject)
+    rows = 0
+    for data in objects:
+        runs, _ = parse_runs(gzip.decompress(data).split(b"\n")[:-1], payload_types)
+        rows += sum(run.table.num_rows for run in runs)
+    return rows
+
+
+# --- measurement ----------------------------------------------------------------------------
+
+
+def run_worker(approach: str, data_dir: Path, repeats: int) -> dict[str, Any]:
+    objects = [p.read_bytes() for p in sorted(data_dir.glob("*.jsonl.gz"))]
+    subject = load_subject(DEFAULT_SCHEMAS_DIR, SUBJECT)
+    if approach == "engine":
+
+        def work() -> int:
+            result = transform(objects, subject)
+            return len(write_parquet(result.table)) and result.table.num_rows
+
+    elif approach == "ceiling":
+
+        def work() -> int:
+            return ceiling(objects, subject)
+
+    else:
+        resolver = (apache_resolver if approach == "apache" else fastavro_resolver)(subject)
+
+        def work() -> int:
+            return len(per_record(objects, subject, resolver))
+
+    work()  # warm-up: lazy imports and first-call costs are not what is measured
+    timings, output = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        output = work()
+        timings.append(time.perf_counter() - started)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": statistics.median(timings), "peak_mib": peak_kib / 1024, "output": output}
+
+
+def measure(approach: str, data_dir: Path, repeats: int) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", approach, "--data-dir", str(data_dir)]
+    command += ["--repeats", str(repeats)]
+    completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(completed.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of engine and ceiling")
+    parser.add_argument("--baseline-repeats", type=int, default=1, help="runs of each baseline")
+    parser.add_argument("--worker", choices=["engine", "apache", "fastavro", "ceiling"])
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.data_dir, args.repeats)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        started = time.perf_counter()
+        objects = staged_objects(args.events)
+        for number, data in enumerate(objects):
+            (data_dir / f"{number:05d}.jsonl.gz").write_bytes(data)
+        staged_mib = sum(len(d) for d in objects) / 2**20
+        print(
+            f"{args.events:,} events in {len(objects)} staged objects ({staged_mib:.1f} MiB gzip), "
+            f"generated in {time.perf_counter() - started:.0f} s; Python {sys.version.split()[0]}",
+            flush=True,
+        )
+        results = {}
+        for approach, repeats in (
+            ("engine", args.repeats),
+            ("ceiling", args.repeats),
+            ("fastavro", args.baseline_repeats),
+            ("apache", args.baseline_repeats),
+        ):
+            results[approach] = measure(approach, data_dir, repeats)
+            print(f"  {approach}: {results[approach]['seconds']:.2f} s", flush=True)
+
+    engine = results["engine"]["seconds"]
+    print()
+    print(
+        f"{'approach':<10} {'median s':>9} {'events/s':>11} {'vs engine':>9} {'peak RSS MiB':>13}"
+    )
+    for approach, result in results.items():
+        seconds = result["seconds"]
+        print(
+            f"{approach:<10} {seconds:>9.2f} {args.events / seconds:>11,.0f} "
+            f"{seconds / engine:>9.1f} {result['peak_mib']:>13.0f}"
+        )
+    print(f"\nengine rows: {results['engine']['output']:,}")
+
+
+if __name__ == "__main__":
+    main()
