@@ -1,0 +1,253 @@
+"""What a user does: run the landing, the Dagster webserver and daemon, post events, read results.
+
+Real processes on loopback, a temporary DAGSTER_HOME and lake; results come from Dagster's
+GraphQL API and the curated Parquet files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from cxone_pipeline.lake.layout import CURATED, QUARANTINE, STAGING, parse_hour_path, partition_key
+from cxone_pipeline.lake.store import LocalStore
+from cxone_pipeline.resolve import read_parquet, read_rejects
+from cxone_pipeline.settings import PROJECT_ROOT
+from cxone_pipeline_tests.servers import cli_process, free_port, stop_process, wait_for_http
+
+BIN = Path(sys.executable).parent  # the virtualenv's bin: dagster-webserver, dagster-daemon
+TOKEN = "e2e-token"
+T = TypeVar("T")
+
+CALL_EVENTS = [
+    ("v1", {"eventId": "c1", "customer_id": "C-1", "call_duration_sec": 10, "agent_ext": "7"}),
+    ("v1", {"eventId": "c2", "customer_id": "C-2", "call_duration_sec": 20, "agent_ext": "7"}),
+    (
+        "v2",
+        {"eventId": "c3", "customerId": "C-3", "duration": 30, "agentId": "8", "transcript": "t"},
+    ),
+    (
+        "v3",
+        {
+            "eventId": "c4",
+            "contactId": 4,
+            "customerId": "C-4",
+            "duration": 40,
+            "agentId": "9",
+            "direction": "INBOUND",
+            "skillId": 1,
+            "startedAt": 1_764_000_000_000,
+            "tags": ["a"],
+        },
+    ),
+    # No version: inferred as the newest writer schema it fits (v2), with an unknown field.
+    (None, {"eventId": "c5", "customerId": "C-5", "duration": 50, "agentId": "8", "mood": "ok"}),
+    # A version no schema file describes: staged, then quarantined.
+    ("v9", {"eventId": "c6", "customerId": "C-6", "duration": 60, "agentId": "8"}),
+]
+AGENT_EVENTS = [
+    (
+        "v1",
+        {
+            "eventId": "a1",
+            "AgentId": 1,
+            "BusNo": 2,
+            "SessionId": "s",
+            "CurrentState": "Available",
+            "StartDate": "2026-01-01",
+        },
+    ),
+    (
+        "v2",
+        {
+            "eventId": "a2",
+            "agentId": 3,
+            "businessUnitId": 4,
+            "sessionId": "t",
+            "state": "Unavailable",
+            "startDate": "2026-01-01",
+            "reasonCode": "Lunch",
+        },
+    ),
+]
+
+RUNS = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId status } } }
+}"""
+CHECKS = """
+query Checks($key: AssetKeyInput!, $check: String!, $partition: String) {
+  assetCheckExecutions(assetKey: $key, checkName: $check, partition: $partition, limit: 1) {
+    status
+    evaluation { success severity partition description }
+  }
+}"""
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def graphql(url: str, query: str, **variables: Any) -> dict:
+    response = httpx.post(
+        f"{url}/graphql", json={"query": query, "variables": variables}, timeout=30
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[str, str, LocalStore]]:
+    """Landing, webserver and daemon sharing a lake and a DAGSTER_HOME; yields their URLs."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    lake = tmp_path / "lake"
+    env = {
+        "DAGSTER_HOME": str(home),
+        "CXONE_PIPELINE_LAKE_URL": str(lake),
+        "CXONE_PIPELINE_INGEST_TOKEN": TOKEN,
+        "CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS": "2",
+        # The landing stamps events with the current hour: refresh the open hour right away.
+        "CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS": "1",
+        "CXONE_PIPELINE_CLOSE_GRACE_SECONDS": "0",
+    }
+    landing_port, dagster_port = free_port(), free_port()
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    processes = [
+        cli_process(["serve", "--host", "127.0.0.1", "--port", str(landing_port)], env),
+        subprocess.Popen(
+            [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                workspace,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(dagster_port),
+            ],
+            env={**os.environ, **env},
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", workspace],
+            env={**os.environ, **env},
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        landing_url = f"http://127.0.0.1:{landing_port}"
+        dagster_url = f"http://127.0.0.1:{dagster_port}"
+        wait_for_http(f"{landing_url}/healthz", timeout=60, process=processes[0])
+        wait_for_http(f"{dagster_url}/server_info", timeout=120, process=processes[1])
+        yield landing_url, dagster_url, LocalStore(lake)
+    finally:
+        for process in reversed(processes):
+            stop_process(process, timeout=30)
+
+
+def post(landing_url: str, subject: str, events: list[tuple[str | None, dict]]) -> None:
+    for version, payload in events:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if version:
+            headers["X-Schema-Version"] = version
+        response = httpx.post(f"{landing_url}/ingest/{subject}", json=payload, headers=headers)
+        assert response.status_code == 202, response.text
+        assert response.json()["event_ids"] == [payload["eventId"]]
+
+
+def curated_rows(store: LocalStore, subject: str) -> list[dict]:
+    return [
+        row
+        for info in store.list(f"{CURATED}/{subject}/")
+        for row in read_parquet(store.get(info.key)).to_pylist()
+    ]
+
+
+def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
+    landing_url, dagster_url, store = stack
+    post(landing_url, "call_event", CALL_EVENTS)
+    post(landing_url, "agent_state", AGENT_EVENTS)
+
+    def all_curated() -> bool:
+        ids = {
+            r["_event_id"] for s in ("call_event", "agent_state") for r in curated_rows(store, s)
+        }
+        return ids == {"c1", "c2", "c3", "c4", "c5", "a1", "a2"}
+
+    def sensor_runs_done() -> list[dict] | None:
+        tags = [{"key": "cxone/trigger", "value": "staging_sensor"}]
+        runs = graphql(dagster_url, RUNS, tags=tags)["runsOrError"]["results"]
+        finished = runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+        return runs if finished and all_curated() else None
+
+    runs = wait_for("sensor-launched runs to curate every event", sensor_runs_done, timeout=150)
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+
+    rows = {r["_event_id"]: r for r in curated_rows(store, "call_event")}
+    assert {
+        k: (r["_schema_version"], r["customer_id"], r["duration_seconds"]) for k, r in rows.items()
+    } == {
+        "c1": ("v1", "C-1", 10),
+        "c2": ("v1", "C-2", 20),
+        "c3": ("v2", "C-3", 30),
+        "c4": ("v3", "C-4", 40),
+        "c5": ("v2", "C-5", 50),
+    }
+    assert rows["c5"]["_unmapped_fields"] == '{"mood":"ok"}'
+    agents = {
+        r["_event_id"]: (r["agent_id"], r["state"]) for r in curated_rows(store, "agent_state")
+    }
+    assert agents == {"a1": (1, "Available"), "a2": (3, "Unavailable")}
+    rejects = [
+        reject
+        for info in store.list(f"{QUARANTINE}/call_event/")
+        for reject in read_rejects(store.get(info.key))
+    ]
+    assert [(r["event_id"], r["error"]["code"]) for r in rejects] == [
+        ("c6", "unknown_schema_version")
+    ]
+
+    partition = partition_key(parse_hour_path(next(iter(store.list(f"{STAGING}/call_event/"))).key))
+    results = {}
+    for subject in ("call_event", "agent_state"):
+        for check in ("schema_drift", "quarantine_rate", "unique_event_ids"):
+            executions = graphql(
+                dagster_url,
+                CHECKS,
+                key={"path": ["curated", subject]},
+                check=check,
+                partition=partition,
+            )["assetCheckExecutions"]
+            evaluation = executions[0]["evaluation"]
+            assert evaluation["partition"] == partition
+            results[(subject, check)] = (evaluation["success"], evaluation["severity"])
+    assert results == {
+        ("call_event", "schema_drift"): (False, "ERROR"),
+        ("call_event", "quarantine_rate"): (False, "ERROR"),
+        ("call_event", "unique_event_ids"): (True, "ERROR"),
+        ("agent_state", "schema_drift"): (True, "WARN"),
+        ("agent_state", "quarantine_rate"): (True, "ERROR"),
+        ("agent_state", "unique_event_ids"): (True, "ERROR"),
+    }
