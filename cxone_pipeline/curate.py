@@ -30,7 +30,7 @@ from cxone_pipeline.resolve import (
     write_parquet,
 )
 
-OPERATIONS_DOC = "docs/dagster.md#when-a-check-fails"
+OPERATIONS_DOC = "docs/operations.md#when-a-check-fails"
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ def test_checks_pass_and_fail_per_partition(lake: Lake, instance: DagsterInstanc
         (p_drift, "unique_event_ids"): (True, AssetCheckSeverity.ERROR),
     }
     assert "add schemas/call_event/v7.avsc" in descriptions[(p_drift, "schema_drift")]
-    assert "docs/dagster.md" in descriptions[(p_drift, "quarantine_rate")]
+    assert "docs/operations.md" in descriptions[(p_drift, "quarantine_rate")]
 
     # Raising the threshold turns the quarantine check green for the same hour.
     lenient = materialize(
