@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,8 +206,63 @@ _VALUE_START = {
 }
 
 
+@dataclass
+class ObjectLines:
+    """The non-blank lines of one staged object, with per-line facts computed over the
+    joined text at C speed rather than line by line."""
+
+    lines: list[bytes]
+    text: bytes  # the lines joined by newlines
+    lengths: np.ndarray
+
+    @classmethod
+    def of(cls, lines: list[bytes]) -> ObjectLines:
+        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        return cls(lines, b"\n".join(lines), lengths)
+
+    def _binary(self) -> pa.Array:
+        offsets = np.zeros(len(self.lines) + 1, dtype=np.int64)
+        np.cumsum(self.lengths + 1, out=offsets[1:])
+        offsets[-1] = len(self.text)
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(self.text)]
+        return pa.Array.from_buffers(pa.large_binary(), len(self.lines), buffers)
+
+    def braced(self) -> np.ndarray:
+        """Lines that start with "{" and end with "}": the only ones that can be envelopes."""
+        if not self.lines:
+            return np.zeros(0, dtype=bool)
+        ends = np.cumsum(self.lengths + 1) - 1
+        starts = ends - self.lengths
+        chars = np.frombuffer(self.text, dtype=np.uint8)
+        return (chars[starts] == ord("{")) & (chars[ends - 1] == ord("}"))
+
+    def null_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per line, occurrences of "null" and of the envelope's `"schema_version": null`."""
+        lines = self._binary()
+        nulls = pc.count_substring(lines, "null").to_numpy()
+        envelope = pc.count_substring_regex(lines, r'"schema_version": ?null').to_numpy()
+        return nulls, envelope
+
+
+@dataclass
+class ParsedObject:
+    staged: ObjectLines
+    runs: list[ArrowRun]
+    leftovers: list[int]  # lines for the per-record reader
+    nulls: np.ndarray  # ObjectLines.null_counts, stacked: [occurrences of null, envelope's]
+
+
+def parse_object(lines: list[bytes], payload_types: pa.StructType) -> ParsedObject:
+    """Everything Arrow does for one staged object; Arrow releases the GIL, so objects can be
+    parsed on several threads."""
+    staged = ObjectLines.of(lines)
+    runs, leftovers = parse_runs(staged, payload_types)
+    nulls = np.stack(staged.null_counts()) if runs else np.zeros((2, 0), dtype=np.int64)
+    return ParsedObject(staged, runs, leftovers, nulls)
+
+
 def parse_runs(
-    lines: Sequence[bytes], payload_types: pa.StructType
+    staged: ObjectLines, payload_types: pa.StructType
 ) -> tuple[list[ArrowRun], list[int]]:
     """Parse lines with Arrow where it can; lines it cannot (not JSON, a value whose type
     conflicts with the other lines', ...) are returned by index for the per-record reader."""
@@ -216,22 +270,19 @@ def parse_runs(
         [("event_id", pa.string()), ("received_at", pa.string()), ("payload", payload_types)]
     )
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+    lines = staged.lines
     runs: list[ArrowRun] = []
-    leftovers: list[int] = []
     # A line that is not braced cannot be an envelope (a truncated line, a JSON array): sifting
     # them out here saves Arrow a failed parse each.
-    braced = np.fromiter(
-        (line[:1] == b"{" and line.rstrip()[-1:] == b"}" for line in lines),
-        dtype=bool,
-        count=len(lines),
-    )
-    leftovers.extend(np.flatnonzero(~braced).tolist())
+    braced = staged.braced()
+    leftovers: list[int] = np.flatnonzero(~braced).tolist()
     pending = [np.flatnonzero(braced)]
     while pending:
         rows = pending.pop()
         if not len(rows):
             continue
-        text = b"\n".join([lines[i] for i in rows])
+        whole = len(rows) == len(lines)
+        text = staged.text if whole else b"\n".join([lines[i] for i in rows])
         try:
             table = pj.read_json(
                 io.BytesIO(text),
@@ -245,8 +296,7 @@ def parse_runs(
                 leftovers.extend(rows.tolist())
                 continue
             leftovers.append(int(rows[bad]))
-            lengths = np.fromiter((len(lines[i]) for i in rows), dtype=np.int64, count=len(rows))
-            suspects = _conflicting(str(exc), text, lengths)
+            suspects = _conflicting(str(exc), text, staged.lengths[rows])
             if suspects is None:
                 pending += [rows[:bad], rows[bad + 1 :]]
             else:
@@ -286,21 +336,15 @@ def _conflicting(error: str, text: bytes, lengths: np.ndarray) -> np.ndarray | N
     return min(masks, key=lambda mask: int(mask.sum()))
 
 
-def null_free(lines: Sequence[bytes], payload: pa.StructArray) -> np.ndarray:
+def null_free(nulls: np.ndarray, envelope_nulls: np.ndarray, payload: pa.StructArray) -> np.ndarray:
     """Rows whose payload has no literal JSON null, so a null in Arrow means "absent".
 
     Conservative: "null" inside a string also sends the row to the per-record path.
     """
-    if payload.type.get_field_index("schema_version") >= 0:
-        return np.array([b"null" not in line for line in lines], dtype=bool)
-    return np.array(
-        [
-            line.count(b"null")
-            == line.count(b'"schema_version": null') + line.count(b'"schema_version":null')
-            for line in lines
-        ],
-        dtype=bool,
-    )
+    free = nulls == envelope_nulls
+    if payload.type.get_field_index("schema_version") >= 0:  # whose null would that be?
+        free &= envelope_nulls == 0
+    return free
 
 
 def declared_versions(table: pa.Table, subject: SubjectSchemas) -> tuple[np.ndarray, np.ndarray]:
@@ -398,8 +442,16 @@ def _check_values(column: pa.Array, kind: Kind) -> tuple[np.ndarray, np.ndarray]
     return valid, np.ones(n, dtype=bool)
 
 
+def present_masks(payload: pa.StructArray) -> dict[str, np.ndarray]:
+    """Per payload key, the rows that have it (in null-free rows, null means absent)."""
+    return {f.name: as_mask(payload.field(f.name).is_valid()) for f in payload.type}
+
+
 def assign_versions(
-    table: pa.Table, subject: SubjectSchemas, plans: dict[str, VersionPlan]
+    table: pa.Table,
+    subject: SubjectSchemas,
+    plans: dict[str, VersionPlan],
+    present: dict[str, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the index of its writer version (-1: none) and whether to defer it.
 
@@ -409,7 +461,6 @@ def assign_versions(
     """
     payload = table.column("payload").combine_chunks()
     declared, deferred = declared_versions(table, subject)
-    present = {f.name: as_mask(payload.field(f.name).is_valid()) for f in payload.type}
     assigned = np.full(len(payload), -1, dtype=np.int64)
     undeclared = declared == -1
     for number in reversed(range(len(subject.versions))):
@@ -450,12 +501,14 @@ def validate_rows(
 
 
 def resolve_columns(
-    payload: pa.StructArray, plan: VersionPlan
+    payload: pa.StructArray, rows: np.ndarray, plan: VersionPlan
 ) -> tuple[list[pa.Array], np.ndarray]:
-    """Canonical columns for rows valid for the plan's version, and rows to defer because
-    resolution would fail (a null into a non-null field, an enum symbol the reader lacks)."""
+    """Canonical columns for `rows`, valid for the plan's version, and which of them to defer
+    because resolution would fail (a null into a non-null field, an enum symbol the reader
+    lacks, a timestamp fastavro cannot represent)."""
     assert plan.columns is not None
-    n = len(payload)
+    n = len(rows)
+    indices = pa.array(rows)
     defer = np.zeros(n, dtype=bool)
     columns = []
     for source in plan.columns:
@@ -465,7 +518,7 @@ def resolve_columns(
         if payload.type.get_field_index(source.writer_field) < 0:
             values = _constant(source.writer_default, source.writer.arrow, n)
         else:
-            values = _as_writer(payload.field(source.writer_field), source.writer)
+            values = _as_writer(payload.field(source.writer_field).take(indices), source.writer)
             if source.writer_default is not None:
                 default = _constant(source.writer_default, source.writer.arrow, 1)[0]
                 values = values.fill_null(default)

@@ -7,8 +7,10 @@ fastavro's; the rest, and every row that will be rejected, go one by one through
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,28 +131,40 @@ def _read(
     """Parse every staged object; Arrow-parsed rows are gathered into large batches (per-call
     costs of Arrow kernels are then paid per batch, not per object)."""
     payload_types = columnar.explicit_payload_types(subject)
+
+    def parse(data: bytes) -> columnar.ParsedObject | MalformedEnvelope:
+        try:
+            return columnar.parse_object(staged_lines(data), payload_types)
+        except MalformedEnvelope as exc:
+            return exc
+
+    objects = list(staged_objects)
     batches: list[_ArrowBatch] = []
     pending = _Pending()
     seq = 0
-    for number, data in enumerate(staged_objects):
-        try:
-            lines = staged_lines(data)
-        except MalformedEnvelope as exc:
-            raw = {"raw": data[:1024].decode("utf-8", errors="replace")}
-            outcome.rejects.append((seq, Reject(raw, NOT_AN_OBJECT, f"object {number}: {exc}")))
-            seq += 1
-            continue
-        runs, leftovers = columnar.parse_runs(lines, payload_types)
-        for index in leftovers:
-            outcome.read_line(seq + index, lines[index])
-        for run in runs:
-            if not pending.accepts(run.table):
-                batches += pending.flush(outcome)
-            pending.add(run.table, run.rows + seq, [lines[i] for i in run.rows])
-        seq += len(lines)
+    with ThreadPoolExecutor(max_workers=_PARSE_THREADS) as pool:
+        for number, (data, parsed) in enumerate(
+            zip(objects, pool.map(parse, objects), strict=True)
+        ):
+            if isinstance(parsed, MalformedEnvelope):
+                raw = {"raw": data[:1024].decode("utf-8", errors="replace")}
+                message = f"object {number}: {parsed}"
+                outcome.rejects.append((seq, Reject(raw, NOT_AN_OBJECT, message)))
+                seq += 1
+                continue
+            lines = parsed.staged.lines
+            for index in parsed.leftovers:
+                outcome.read_line(seq + index, lines[index])
+            for run in parsed.runs:
+                if not pending.accepts(run.table):
+                    batches += pending.flush(outcome)
+                run_lines = [lines[i] for i in run.rows]
+                pending.add(run.table, run.rows + seq, run_lines, parsed.nulls[:, run.rows])
+            seq += len(lines)
     return batches + pending.flush(outcome)
 
 
+_PARSE_THREADS = min(8, os.cpu_count() or 1)
 _BATCH_ROWS = 250_000
 
 
@@ -161,6 +175,7 @@ class _Pending:
     tables: list[pa.Table] = field(default_factory=list)
     seqs: list[np.ndarray] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    nulls: list[np.ndarray] = field(default_factory=list)  # ObjectLines.null_counts per row
     schema: pa.Schema | None = None
 
     def accepts(self, table: pa.Table) -> bool:
@@ -174,36 +189,37 @@ class _Pending:
             return False
         return True
 
-    def add(self, table: pa.Table, seqs: np.ndarray, lines: list[bytes]) -> None:
+    def add(self, table: pa.Table, seqs: np.ndarray, lines: list[bytes], nulls: np.ndarray) -> None:
         schemas = [table.schema] if self.schema is None else [self.schema, table.schema]
         self.schema = pa.unify_schemas(schemas, promote_options="default")
         self.tables.append(table)
         self.seqs.append(seqs)
         self.lines += lines
+        self.nulls.append(nulls)
 
     def flush(self, outcome: _Outcome) -> list[_ArrowBatch]:
         if not self.tables:
             return []
-        seqs, lines = np.concatenate(self.seqs), self.lines
+        seqs, lines, nulls = np.concatenate(self.seqs), self.lines, np.hstack(self.nulls)
         try:
             table = pa.concat_tables(self.tables, promote_options="default")
-            batch = _fast_rows(seqs, lines, table, outcome)
+            batch = _fast_rows(seqs, lines, nulls, table, outcome)
         except pa.ArrowException:  # an Arrow quirk on odd input: json reads these lines
             for seq, line in zip(seqs, lines, strict=True):
                 outcome.read_line(int(seq), line)
             batch = None
-        self.tables, self.seqs, self.lines, self.schema = [], [], [], None
+        self.tables, self.seqs, self.lines, self.nulls, self.schema = [], [], [], [], None
         return [batch] if batch is not None else []
 
 
 def _fast_rows(
-    seqs: np.ndarray, lines: list[bytes], table: pa.Table, outcome: _Outcome
+    seqs: np.ndarray, lines: list[bytes], nulls: np.ndarray, table: pa.Table, outcome: _Outcome
 ) -> _ArrowBatch | None:
     """Keep the rows the fast path may take; send the others to the per-record reader."""
     payload = table.column("payload").combine_chunks()
     event_ids = table.column("event_id").combine_chunks()
     received_us = parse_timestamps(table.column("received_at").combine_chunks())
-    eligible = columnar.null_free(lines, payload)
+    eligible = columnar.null_free(nulls[0], nulls[1], payload)
     for column in (
         payload.is_valid(),
         received_us.is_valid(),
@@ -211,12 +227,15 @@ def _fast_rows(
     ):
         eligible &= columnar.as_mask(column)
     rows = np.flatnonzero(eligible)
-    batch = _ArrowBatch(
-        seq=seqs[rows],
-        lines=[lines[i] for i in rows],
-        table=table.take(rows),
-        received_us=received_us.take(rows),
-    )
+    if len(rows) == len(lines):
+        batch = _ArrowBatch(seqs, lines, table, received_us)
+    else:
+        batch = _ArrowBatch(
+            seq=seqs[rows],
+            lines=[lines[i] for i in rows],
+            table=table.take(rows),
+            received_us=received_us.take(rows),
+        )
     # Only once every Arrow step succeeded, so a failure leaves nothing half queued.
     for index in np.flatnonzero(~eligible):
         outcome.read_line(int(seqs[index]), lines[index])
@@ -267,11 +286,15 @@ def _resolve_batch(
     outcome: _Outcome,
 ) -> None:
     rows = np.flatnonzero(kept[batch.seq])
-    lines = [batch.lines[i] for i in rows]
-    seqs, received_us = batch.seq[rows], batch.received_us.take(rows)
+    if len(rows) == len(batch.seq):
+        lines, seqs, received_us, table = batch.lines, batch.seq, batch.received_us, batch.table
+    else:
+        lines = [batch.lines[i] for i in rows]
+        seqs, received_us = batch.seq[rows], batch.received_us.take(rows)
+        table = batch.table.take(rows)
     try:
         parts, deferred, unmapped = _fast_parts(
-            batch.table.take(rows), lines, received_us, subject, plans, outcome.schema
+            table, lines, received_us, subject, plans, outcome.schema
         )
     except pa.ArrowException:  # an Arrow quirk on odd input: every row goes per record
         parts, deferred, unmapped = [], np.ones(len(rows), dtype=bool), {}
@@ -296,8 +319,9 @@ def _fast_parts(
     schema: pa.Schema,
 ) -> tuple[list[pa.Table], np.ndarray, dict[str, list[str]]]:
     """Canonical table parts per writer version, the rows to defer, and unmapped keys met."""
-    assigned, deferred = columnar.assign_versions(table, subject, plans)
     payload = table.column("payload").combine_chunks()
+    present = columnar.present_masks(payload)
+    assigned, deferred = columnar.assign_versions(table, subject, plans, present)
     event_ids = table.column("event_id").combine_chunks()
     parts, unmapped = [], {}
     for number, version in enumerate(subject.versions):
@@ -308,11 +332,11 @@ def _fast_parts(
         if plan.columns is None:
             deferred[chosen] = True
             continue
-        columns, unresolvable = columnar.resolve_columns(payload.take(chosen), plan)
+        columns, unresolvable = columnar.resolve_columns(payload, chosen, plan)
         deferred[chosen[unresolvable]] = True
         keep = np.flatnonzero(~unresolvable)
         chosen = chosen[keep]
-        texts, unmapped[version.version] = _unmapped_texts(payload, chosen, plan, lines)
+        texts, unmapped[version.version] = _unmapped_texts(present, chosen, plan, lines)
         meta = [
             event_ids.take(chosen),
             pa.repeat(pa.scalar(version.version), len(chosen)),
@@ -325,15 +349,18 @@ def _fast_parts(
 
 
 def _unmapped_texts(
-    payload: pa.StructArray, chosen: np.ndarray, plan: columnar.VersionPlan, lines: list[bytes]
+    present: dict[str, np.ndarray],
+    chosen: np.ndarray,
+    plan: columnar.VersionPlan,
+    lines: list[bytes],
 ) -> tuple[pa.Array, list[str]]:
     """`_unmapped_fields` of the chosen rows and the unmapped keys met. Taken from the line
     itself where the payload has a key the writer does not declare, so values keep their
     exact JSON form."""
     extra = np.zeros(len(chosen), dtype=bool)
-    for child in payload.type:
-        if child.name not in plan.declared:
-            extra |= columnar.as_mask(payload.field(child.name).take(chosen).is_valid())
+    for name, rows in present.items():
+        if name not in plan.declared:
+            extra |= rows[chosen]
     texts: list[str | None] = [None] * len(chosen)
     keys: list[str] = []
     for index in np.flatnonzero(extra):
