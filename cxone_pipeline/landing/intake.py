@@ -14,6 +14,12 @@ JSON_TYPES = frozenset({"", "application/json", "text/plain", "text/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 _HEADER_TOKEN_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _INT64 = (-(2**63), 2**63 - 1)
+_JSON_SPACE = " \t\r\n"
+# Far below Python's recursion limit, so every reader of a staged envelope (the landing's
+# encoder, curation under Dagster) has stack to spare.
+MAX_NESTING_DEPTH = 100
+# gzip input is fed in slices: a body of many tiny members then costs linear time.
+_GZIP_FEED_BYTES = 16 * 1024
 
 
 class IntakeError(Exception):
@@ -48,17 +54,21 @@ def body_format(content_type: str | None) -> str:
 def gunzip_bounded(data: bytes, limit: int) -> bytes:
     """Decompress gzip (one or more members) but stop as soon as the output passes `limit`."""
     out = bytearray()
-    while data:
+    view = memoryview(data)
+    pos = 0
+    while pos < len(view):
         decompressor = zlib.decompressobj(wbits=31)
         try:
-            out += decompressor.decompress(data, limit + 1 - len(out))
-            if len(out) > limit:
-                raise too_large(limit, "after gzip decompression")
-            if not decompressor.eof:
-                raise IntakeError(400, "invalid_gzip", "gzip body is truncated")
+            while not decompressor.eof:
+                if pos == len(view):
+                    raise IntakeError(400, "invalid_gzip", "gzip body is truncated")
+                piece = view[pos : pos + _GZIP_FEED_BYTES]
+                out += decompressor.decompress(piece, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise too_large(limit, "after gzip decompression")
+                pos += len(piece) - len(decompressor.unused_data)
         except zlib.error as exc:
             raise IntakeError(400, "invalid_gzip", f"body is not valid gzip: {exc}") from None
-        data = decompressor.unused_data
     return bytes(out)
 
 
@@ -88,9 +98,11 @@ def _parse_constant(name: str) -> Any:
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        keys = [k for k, _ in pairs]
-        duplicate = next(k for n, k in enumerate(keys) if k in keys[:n])
-        raise ValueError(f"duplicate key {duplicate[:60]!r}")
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key[:60]!r}")
+            seen.add(key)
     return obj
 
 
@@ -111,13 +123,30 @@ def _loads(text: str, where: str) -> Any:
         raise invalid_json(f"{where} is not valid JSON: {str(exc)[:200]}") from None
     if _skip_space(text, end) != len(text):
         raise invalid_json(f"{where} has extra data after the JSON value")
+    if _nested_too_deeply(value):
+        raise invalid_json(f"{where} is nested more than {MAX_NESTING_DEPTH} levels deep")
     return value
 
 
 def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
+    while pos < len(text) and text[pos] in _JSON_SPACE:
         pos += 1
     return pos
+
+
+def _nested_too_deeply(value: Any) -> bool:
+    """Whether containers nest more than MAX_NESTING_DEPTH levels, walked level by level."""
+    level = [value]
+    for _ in range(MAX_NESTING_DEPTH):
+        level = [
+            child
+            for container in level
+            if isinstance(container, (dict, list))
+            for child in (container.values() if isinstance(container, dict) else container)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, (dict, list)) for item in level)
 
 
 def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]:
@@ -129,8 +158,11 @@ def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]
     if not text.strip():
         raise invalid_json("body is empty: send a JSON object, an array of objects or NDJSON")
     if fmt == "ndjson":
+        # Only "\n" ends an NDJSON line: U+2028, U+0085 and friends are legal inside strings.
         events = [
-            _loads(line, f"line {n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()
+            _loads(line, f"line {n}")
+            for n, line in enumerate(text.split("\n"), 1)
+            if line.strip(_JSON_SPACE)
         ]
     else:
         value = _loads(text, "body")
@@ -199,16 +231,21 @@ def envelope_lines(
         )
     stamp = format_received_at(received_at)
     ids, lines = [], []
-    for payload in events:
-        eid = event_id(payload, idempotency_key)
-        envelope = {
-            "event_id": eid,
-            "received_at": stamp,
-            "schema_version": schema_version,
-            "payload": payload,
-        }
+    for n, payload in enumerate(events):
+        try:
+            eid = event_id(payload, idempotency_key)
+            envelope = {
+                "event_id": eid,
+                "received_at": stamp,
+                "schema_version": schema_version,
+                "payload": payload,
+            }
+            line = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            # Only a \ud800-\udfff escape without its pair gets here: the body was valid UTF-8.
+            raise invalid_json(
+                f"event {n} holds an unpaired UTF-16 surrogate escape, which is not Unicode text"
+            ) from None
         ids.append(eid)
-        lines.append(
-            json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-        )
+        lines.append(line + b"\n")
     return ids, lines
