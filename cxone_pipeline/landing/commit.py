@@ -37,6 +37,7 @@ class _Request:
     nbytes: int
     received_at: datetime
     done: asyncio.Future[None] = field(repr=False)
+    arrived: float = field(default_factory=time.monotonic)
 
 
 class GroupCommitter:
@@ -135,12 +136,17 @@ class GroupCommitter:
 
     async def _write(self, subject: str, batch: list[_Request]) -> None:
         started = time.monotonic()
+        # The deadline runs from the oldest request's arrival: time spent queued behind a
+        # failing write counts, so every request is answered within the deadline.
+        deadline = batch[0].arrived + self._deadline
         key = staging_key(subject, batch[0].received_at)
         data = b"".join(line for request in batch for line in request.lines)
         payload = await asyncio.to_thread(gzip.compress, data, 5, mtime=0)
+        if time.monotonic() >= deadline:
+            raise self._timed_out()
         delay = 0.05
         while True:
-            remaining = started + self._deadline - time.monotonic()
+            remaining = deadline - time.monotonic()
             try:
                 await asyncio.wait_for(
                     asyncio.to_thread(self._store.put, key, payload), max(remaining, 0.001)
@@ -149,14 +155,16 @@ class GroupCommitter:
             except (StoreError, asyncio.TimeoutError) as exc:
                 self._metrics.store_errors.inc()
                 self.last_write = (time.monotonic(), False)
-                remaining = started + self._deadline - time.monotonic()
-                if remaining <= delay:
-                    raise Unavailable(
-                        "store_unavailable",
-                        "the lake store did not confirm the write in time; retry the request",
-                        max(1, round(self._deadline)),
-                    ) from exc
+                if deadline - time.monotonic() <= delay:
+                    raise self._timed_out() from exc
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 1.0)
         self.last_write = (time.monotonic(), True)
         self._metrics.flush_seconds.observe(time.monotonic() - started)
+
+    def _timed_out(self) -> Unavailable:
+        return Unavailable(
+            "store_unavailable",
+            "the lake store did not confirm the write in time; retry the request",
+            max(1, round(self._deadline)),
+        )
