@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "cxone_pipeline.landing.command",
     "cxone_pipeline.cxone.command",
     "cxone_pipeline.registry.command",
+    "cxone_pipeline.importer",
 )
 
 

@@ -1,0 +1,310 @@
+"""Historical import: exported event files into staging envelopes under their hours, resumably.
+
+Keys are content digests (`layout.import_key`), so re-running an import writes nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import itertools
+import re
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from cxone_pipeline.cli import CommandError
+from cxone_pipeline.lake.layout import (
+    STAGING,
+    InvalidName,
+    hour_floor,
+    hour_prefix,
+    import_key,
+    partition_hour,
+    partition_key,
+    validate_subject,
+)
+from cxone_pipeline.lake.store import Store, StoreError
+from cxone_pipeline.landing.intake import IntakeError, _loads, envelope_lines
+
+MAX_EVENTS_PER_OBJECT = 50_000
+# Epoch numbers at least this large are milliseconds: as seconds they would be past year 5000.
+_EPOCH_MS_FROM = 10**11
+_FRACTION_RE = re.compile(r"\.(\d+)")
+
+
+class ImportInputError(ValueError):
+    """An input the import cannot use; the message names the file (and line) or option."""
+
+
+@dataclass
+class ImportReport:
+    events: int = 0
+    hours: set[datetime] = field(default_factory=set)
+    objects_written: int = 0
+    objects_skipped: int = 0
+
+    def summary(self, subject: str) -> str:
+        if not self.hours:
+            return f"no events found for {subject}: nothing staged"
+        first, last = partition_key(min(self.hours)), partition_key(max(self.hours))
+        return (
+            f"staged {self.events:,} {subject} events in {len(self.hours):,} hours "
+            f"({first} to {last}): {self.objects_written:,} objects written, "
+            f"{self.objects_skipped:,} already staged"
+        )
+
+
+class Progress:
+    """Events, hours and throughput on a stream: one redrawn line on a terminal, else a
+    plain line every `interval` seconds."""
+
+    def __init__(self, stream: TextIO = sys.stderr, interval: float | None = None) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._interval = interval if interval is not None else (0.2 if self._tty else 5.0)
+        self._started = time.monotonic()
+        self._shown = self._started
+
+    def update(self, report: ImportReport, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._shown < self._interval:
+            return
+        self._shown = now
+        rate = report.events / max(now - self._started, 1e-6)
+        line = (
+            f"{report.events:,} events, {len(report.hours):,} hours, "
+            f"{report.objects_written:,} objects written, {report.objects_skipped:,} skipped, "
+            f"{rate:,.0f} events/s"
+        )
+        if self._tty:
+            self._stream.write(f"\r\x1b[K{line}" + ("\n" if final else ""))
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+def parse_event_time(value: object) -> datetime | None:
+    """An ISO-8601 time with an offset (or Z), or epoch seconds or milliseconds, in UTC."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if abs(value) >= _EPOCH_MS_FROM else value
+        try:
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    # Python 3.10 reads neither "Z" nor fractions other than 3 or 6 digits.
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    text = _FRACTION_RE.sub(lambda m: "." + (m[1] + "00000")[:6], text, count=1)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc) if moment.tzinfo else None
+
+
+def _open(path: Path) -> IO[bytes]:
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
+
+
+def _parse_json(data: bytes, where: str) -> Any:
+    try:
+        return _loads(data.decode("utf-8"), where)
+    except UnicodeDecodeError as exc:
+        raise ImportInputError(f"{where} is not valid UTF-8 (byte {exc.start})") from None
+    except IntakeError as exc:
+        raise ImportInputError(exc.detail) from None
+
+
+def _event(where: str, value: object) -> tuple[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ImportInputError(f"{where} is a JSON {type(value).__name__}, not an event object")
+    return where, value
+
+
+def read_events(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each event of an export file (a JSON array or NDJSON, gzip or not) with where it is:
+    `file:line` for NDJSON, `file[index]` for an array."""
+    try:
+        with _open(path) as stream:
+            lines = ((n, line) for n, line in enumerate(stream, 1) if line.strip())
+            first = next(lines, None)
+            if first is None:
+                return
+            if first[1].lstrip().startswith(b"["):
+                events = _parse_json(first[1] + stream.read(), str(path))
+                for index, value in enumerate(events):
+                    yield _event(f"{path}[{index}]", value)
+                return
+            for n, line in itertools.chain([first], lines):
+                yield _event(f"{path}:{n}", _parse_json(line, f"{path}:{n}"))
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ImportInputError(f"cannot read {path}: {exc}") from None
+
+
+class _Stager:
+    """Chunks one file's envelope lines per hour into objects; skips objects already staged."""
+
+    def __init__(self, store: Store, subject: str, report: ImportReport, max_events: int) -> None:
+        self._store = store
+        self._subject = subject
+        self._report = report
+        self._max_events = max_events
+        self._pending: dict[datetime, list[bytes]] = {}
+        self._staged: dict[datetime, set[str]] = {}
+
+    def add(self, hour: datetime, line: bytes) -> None:
+        lines = self._pending.setdefault(hour, [])
+        lines.append(line)
+        if len(lines) >= self._max_events:
+            self._write(hour, self._pending.pop(hour))
+
+    def flush(self) -> None:
+        for hour in sorted(self._pending):
+            self._write(hour, self._pending[hour])
+        self._pending.clear()
+
+    def _write(self, hour: datetime, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        key = import_key(self._subject, hour, hashlib.sha256(data).hexdigest())
+        if hour not in self._staged:
+            prefix = hour_prefix(STAGING, self._subject, hour)
+            self._staged[hour] = {info.key for info in self._store.list(prefix)}
+        if key in self._staged[hour]:
+            self._report.objects_skipped += 1
+            return
+        self._store.put(key, gzip.compress(data, 6, mtime=0))
+        self._staged[hour].add(key)
+        self._report.objects_written += 1
+
+
+def import_files(
+    store: Store,
+    subject: str,
+    paths: Sequence[Path],
+    *,
+    time_field: str | None = None,
+    hour: str | None = None,
+    progress: Progress | None = None,
+    max_events_per_object: int = MAX_EVENTS_PER_OBJECT,
+) -> ImportReport:
+    """Stage every event of `paths` for `subject`, dated by `time_field` or all in `hour`.
+
+    Raises ImportInputError (bad option, missing file, bad JSON, event without a time),
+    InvalidName (bad subject) or StoreError. What was written before an error stays;
+    re-running skips it.
+    """
+    validate_subject(subject)
+    received_at = _dating(time_field, hour)
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ImportInputError(f"no such file: {', '.join(missing)}")
+    report = ImportReport()
+    stager = _Stager(store, subject, report, max_events_per_object)
+    for path in paths:
+        for where, payload in read_events(path):
+            moment = received_at(payload, where)
+            try:
+                _, lines = envelope_lines([payload], moment, None, None)
+            except IntakeError as exc:
+                raise ImportInputError(f"{where}: {exc.detail}") from None
+            event_hour = hour_floor(moment)
+            stager.add(event_hour, lines[0])
+            report.events += 1
+            report.hours.add(event_hour)
+            if progress is not None and report.events % 1000 == 0:
+                progress.update(report)
+        stager.flush()
+    if progress is not None:
+        progress.update(report, final=True)
+    return report
+
+
+def _dating(time_field: str | None, hour: str | None) -> Callable[[dict[str, Any], str], datetime]:
+    """How an event's `received_at` is found: its `time_field`, or the fixed `hour`."""
+    if (time_field is None) == (hour is None):
+        raise ImportInputError("give exactly one of --time-field FIELD or --hour YYYY-MM-DD-HH:00")
+    if time_field is None:
+        fixed = partition_hour(hour)
+        return lambda payload, where: fixed
+    return lambda payload, where: _event_time(payload, time_field, where)
+
+
+def _event_time(payload: dict[str, Any], time_field: str, where: str) -> datetime:
+    if time_field not in payload:
+        raise ImportInputError(f"{where}: no {time_field!r} field (or import it with --hour)")
+    moment = parse_event_time(payload[time_field])
+    if moment is None:
+        raise ImportInputError(
+            f"{where}: {time_field!r} is {str(payload[time_field])[:60]!r}, not an ISO-8601 time "
+            "with an offset or epoch seconds/milliseconds (or import it with --hour)"
+        )
+    return moment
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import",
+        help="stage exported event files (JSON array or NDJSON, gzip or not) for a backfill",
+        description="Stage historical events as envelopes under their hours in the lake's "
+        "staging zone, in objects of at most 50,000 events named by their content: "
+        "re-running skips what is already staged. Then backfill the printed hours of "
+        "curated/<subject> from the Dagster UI.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="exported events")
+    parser.add_argument("--subject", required=True, help="registry subject, e.g. call_event")
+    parser.add_argument(
+        "--time-field",
+        metavar="FIELD",
+        help="payload field holding each event's time: ISO-8601 with offset, or epoch s/ms",
+    )
+    parser.add_argument(
+        "--hour", metavar="YYYY-MM-DD-HH:00", help="stage every event in this UTC hour instead"
+    )
+    parser.set_defaults(handler=import_command)
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from cxone_pipeline.lake.store import open_store
+    from cxone_pipeline.registry import discover_subjects
+    from cxone_pipeline.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+        known = discover_subjects(settings.schemas_dir)
+        if args.subject not in known:
+            raise CommandError(
+                f"unknown subject {args.subject[:64]!r}; known: {', '.join(known) or 'none'}"
+            )
+        report = import_files(
+            open_store(settings),
+            args.subject,
+            args.files,
+            time_field=args.time_field,
+            hour=args.hour,
+            progress=Progress(sys.stderr),
+        )
+    except (SettingsError, ImportInputError, InvalidName, StoreError) as exc:
+        raise CommandError(str(exc)) from None
+    print(report.summary(args.subject))
+    if report.hours and partition_key(min(report.hours)) < settings.partitions_start:
+        print(
+            f"note: hours before CXONE_PIPELINE_PARTITIONS_START ({settings.partitions_start}) "
+            "are staged but outside Dagster's partitions: lower it to curate them"
+        )
+    return 0
