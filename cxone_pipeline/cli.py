@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "cxone_pipeline.cxone.command",
     "cxone_pipeline.registry.command",
     "cxone_pipeline.importer",
+    "cxone_pipeline.demo",
 )
 
 
