@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
 from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_webhook
@@ -30,6 +30,9 @@ def build_definitions(settings: Settings) -> Definitions:
         sensors=[build_staging_sensor(subjects, interval)],
         schedules=[build_reconcile_schedule(subjects, cron)],
         jobs=[register_cxone_webhook],
+        # Each run is one step (an hour range of one subject): a step subprocess would only
+        # import the code location a second time.
+        executor=in_process_executor,
         resources={**build_resources(settings), "cxone": cxone_resource_from_env()},
     )
 
