@@ -41,6 +41,7 @@ pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
 
 SUBJECT = "call_event"
 EVENTS_PER_REQUEST = 20
+BATCHES = 1_000  # 20,000 events
 LOAD_TIMEOUT = 60.0
 HEADERS = {
     "Authorization": f"Bearer {TOKEN}",
@@ -48,6 +49,8 @@ HEADERS = {
     "X-Schema-Version": "v1",
 }
 RETRYABLE = (0, 503)  # 0: no HTTP answer (refused, reset, timed out)
+FIRST_RETRY_PAUSE = 0.05
+MAX_RETRY_PAUSE = 0.5
 
 
 # Landing processes -----------------------------------------------------------------------------
@@ -126,11 +129,12 @@ def landings() -> Iterator[list[Landing]]:
 
 @dataclass(frozen=True)
 class Reply:
+    """A POST's outcome; status 0 when no HTTP answer came back."""
+
     status: int
     error: str | None
     retry_after: str | None
     seconds: float
-    finished_at: float
 
 
 def call_event(event_id: str) -> dict:
@@ -140,23 +144,15 @@ def call_event(event_id: str) -> dict:
 class Load:
     """Batches of events posted from `connections` threads, each retrying its batch until a 202.
 
-    Connection errors and 503s are retried with the same event ids; any other status is a
-    failure and the batch is given up. `urls` picks the landing of each request in turn.
+    Connection errors and 503s are retried with the same event ids, after a short pause that
+    doubles up to half a second (shorter than Retry-After, to keep the tests short); any other
+    status is a failure and the batch is given up. Requests go to `urls` in turn.
     """
 
-    def __init__(
-        self,
-        name: str,
-        urls: Callable[[], list[str]],
-        connections: int,
-        max_batches: int,
-        retry_pause: float = 0.05,
-    ) -> None:
+    def __init__(self, name: str, urls: list[str], connections: int, max_batches: int) -> None:
         self._name = name
         self._urls = urls
         self._connections = connections
-        self._max_batches = max_batches
-        self._retry_pause = retry_pause
         self._batches = iter(range(max_batches))
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -218,10 +214,10 @@ class Load:
         self, batch: int, ids: list[str], connections: dict[str, http.client.HTTPConnection]
     ) -> None:
         body = json.dumps([call_event(i) for i in ids]).encode()
+        pause = FIRST_RETRY_PAUSE
         while time.monotonic() < self.deadline:
             with self._lock:
-                urls = self._urls()
-                url = urls[next(self._turn) % len(urls)]
+                url = self._urls[next(self._turn) % len(self._urls)]
             reply = post(connections, url, body)
             with self._lock:
                 if reply.status == 202:
@@ -232,7 +228,8 @@ class Load:
                 if reply.status not in RETRYABLE:
                     self.failures.append(f"batch {batch}: {reply}")
                     return
-            time.sleep(random.uniform(self._retry_pause / 2, self._retry_pause))
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, MAX_RETRY_PAUSE)
         with self._lock:
             self.given_up.append(batch)
 
@@ -250,15 +247,12 @@ def post(connections: dict[str, http.client.HTTPConnection], url: str, body: byt
     except (OSError, http.client.HTTPException, ValueError):
         connection.close()
         del connections[url]
-        finished = time.monotonic()
-        return Reply(0, None, None, finished - started, finished)
-    finished = time.monotonic()
+        return Reply(0, None, None, time.monotonic() - started)
     return Reply(
         response.status,
         payload.get("error"),
         response.getheader("Retry-After"),
-        finished - started,
-        finished,
+        time.monotonic() - started,
     )
 
 
@@ -310,19 +304,19 @@ def test_sigkill_mid_load_loses_nothing_acknowledged_and_curates_each_event_once
     store = LocalStore(tmp_path / "lake")
     landing = Landing({"CXONE_PIPELINE_LAKE_URL": str(store.root)}).start()
     landings.append(landing)
-    load = Load("crash", lambda: [landing.url], connections=64, max_batches=1_000).start()
+    load = Load("crash", [landing.url], connections=64, max_batches=BATCHES).start()
 
-    load.wait_acked(5_000)
+    load.wait_acked(BATCHES * EVENTS_PER_REQUEST // 4)
     landing.kill()
     acked_before_restart = len(load.acked)
     landing.start()
     load.join()
 
-    assert acked_before_restart < len(load.sent)
+    assert acked_before_restart < BATCHES * EVENTS_PER_REQUEST == len(load.sent)
     assert any(r.status == 0 for r in load.replies), "the kill cut no connection"
     assert_load_completed(load)
     staged = staged_ids(store)
-    assert set(load.acked) <= set(staged)
+    assert set(load.acked) <= set(staged) <= set(load.sent)
     curate_staged_hours(store)
     assert curated_ids(store) == Counter(load.sent)
 
@@ -371,14 +365,22 @@ class UnwritableStaging:
         self._point_at(self._folder)
 
 
+@dataclass
+class OutageLake:
+    """The landing's environment, a store to read the lake back, and the switch that breaks it."""
+
+    env: dict[str, str]
+    store: Store
+    outage: Outage
+
+
 @pytest.fixture(params=["s3", "local"])
-def outage_lake(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[dict[str, str], Store, Outage]]:
-    """Landing environment, a store to read the lake back, and the switch that breaks it."""
+def outage_lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OutageLake]:
     if request.param == "local":
         store = LocalStore(tmp_path / "lake")
-        yield {"CXONE_PIPELINE_LAKE_URL": str(store.root)}, store, UnwritableStaging(store.root)
+        yield OutageLake(
+            {"CXONE_PIPELINE_LAKE_URL": str(store.root)}, store, UnwritableStaging(store.root)
+        )
         return
     endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket: str = request.getfixturevalue("s3_bucket")
@@ -387,32 +389,30 @@ def outage_lake(
             "CXONE_PIPELINE_LAKE_URL": f"s3://{bucket}/lake",
             "CXONE_PIPELINE_S3_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
         }
-        yield env, S3Store(s3_client(endpoint), bucket, "lake"), proxy
+        yield OutageLake(env, S3Store(s3_client(endpoint), bucket, "lake"), proxy)
 
 
 def test_store_outage_answers_503_in_time_stays_bounded_and_recovers(
-    outage_lake: tuple[dict[str, str], Store, Outage], landings: list[Landing]
+    outage_lake: OutageLake, landings: list[Landing]
 ) -> None:
-    env, store, outage = outage_lake
+    outage = outage_lake.outage
     landing = Landing(
         {
-            **env,
+            **outage_lake.env,
             "CXONE_PIPELINE_STORE_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
             "CXONE_PIPELINE_MAX_PENDING_EVENTS": str(MAX_PENDING_EVENTS),
             "CXONE_PIPELINE_BATCH_MAX_EVENTS": str(BATCH_MAX_EVENTS),
         }
     ).start()
     landings.append(landing)
-    load = Load(
-        "outage", lambda: [landing.url], connections=32, max_batches=100_000, retry_pause=0.1
-    ).start()
+    load = Load("outage", [landing.url], connections=32, max_batches=100_000).start()
     load.wait_acked(1_000)
     rss_before = landing.rss_bytes()
     rss_during: list[int] = []
     outage.pause()
     try:
         outage_ends = time.monotonic() + OUTAGE_SECONDS
-        wait_until(lambda: load.replies_with("store_unavailable"), "store_unavailable reply")
+        wait_until(lambda: bool(load.replies_with("store_unavailable")), "503 from the store")
         ready_during = httpx.get(landing.url + "/readyz", timeout=30)
         while time.monotonic() < outage_ends:
             rss_during.append(landing.rss_bytes())
@@ -440,7 +440,7 @@ def test_store_outage_answers_503_in_time_stays_bounded_and_recovers(
     assert max(rss_during) - rss_before < RSS_GROWTH_LIMIT
     assert after.status == 202
     assert_load_completed(load)
-    staged = staged_ids(store)
+    staged = staged_ids(outage_lake.store)
     assert set(load.acked) | {"after-outage"} <= set(staged)
 
 
@@ -459,7 +459,7 @@ def test_scale_out_two_landings_write_distinct_objects_and_curate_each_event_onc
     for landing in landings:
         landing.wait_ready()
     urls = [landing.url for landing in landings]
-    load = Load("scale", lambda: urls, connections=64, max_batches=1_000).run()
+    load = Load("scale", urls, connections=64, max_batches=BATCHES).run()
 
     assert_load_completed(load)
     assert load.replies == []
