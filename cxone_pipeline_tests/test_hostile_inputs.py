@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from cxone_pipeline.lake.layout import (
     STAGING,
@@ -60,6 +63,7 @@ DOCUMENTED_4XX = frozenset(
 )
 # What uvicorn's HTTP parser answers, before the app runs, to bytes HTTP forbids in a header.
 PARSER_REFUSAL = b"Invalid HTTP request received."
+AUTH_BYTES = {"Authorization": f"Bearer {TOKEN}".encode()}
 
 
 @dataclass(frozen=True)
@@ -422,8 +426,8 @@ class Landing:
 
 
 @contextmanager
-def landing_with_client(store: LocalStore, **settings: Any) -> Iterator[Landing]:
-    with running_landing(store, **settings) as url, httpx.Client(base_url=url, timeout=10) as http:
+def landing_with_client(store: LocalStore, **overrides: Any) -> Iterator[Landing]:
+    with running_landing(store, **overrides) as url, httpx.Client(base_url=url, timeout=10) as http:
         yield Landing(url, store, http)
 
 
@@ -644,3 +648,194 @@ def test_store_refuses_unsafe_keys(store: LocalStore | S3Store, tmp_path: Path) 
             store.delete(key)
     assert list(store.list("")) == []
     assert not list(tmp_path.rglob("escape"))
+
+
+# Property-based: whatever arrives, the answer is a 202 whose events are all staged, or a
+# documented 4xx that stages nothing; never a 5xx.
+
+FUZZ_LIMIT = 8192
+FUZZ_MAX_EVENTS = 20
+ROUTE_ERRORS = frozenset({"not_found", "method_not_allowed"})
+HEADER_TOKENS = st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,40}", fullmatch=True)
+# What HTTP lets a client send in a header value: visible ASCII, spaces, tabs, obs-text.
+HEADER_BYTES = st.binary(max_size=60).map(
+    lambda raw: bytes(b for b in raw if b == 9 or 32 <= b <= 126 or b >= 128).strip()
+)
+
+
+def json_values(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaves,
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+SAFE_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=16)
+)
+ANY_LEAVES = (
+    SAFE_LEAVES
+    | st.integers()
+    | st.floats()
+    | st.text(st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF))
+)
+EVENTS = st.lists(
+    st.dictionaries(st.text(max_size=8), json_values(SAFE_LEAVES), max_size=5),
+    min_size=1,
+    max_size=5,
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    body: bytes
+    headers: dict[str, bytes]
+    path: str
+    events: list[dict[str, Any]] | None  # set when the request is valid: it must be accepted
+
+
+@st.composite
+def valid_requests(draw: st.DrawFn) -> Sample:
+    events = draw(EVENTS)
+    shape = draw(
+        st.sampled_from(["object", "array", "ndjson"])
+        if len(events) == 1
+        else st.sampled_from(["array", "ndjson"])
+    )
+    headers: dict[str, bytes] = {}
+    if shape == "ndjson":
+        newline = draw(st.sampled_from(["\n", "\r\n", "\n\n"]))
+        body = newline.join(json.dumps(e, ensure_ascii=draw(st.booleans())) for e in events)
+        headers["Content-Type"] = draw(
+            st.sampled_from([b"application/x-ndjson", b"application/jsonl"])
+        )
+    else:
+        body = json.dumps(
+            events[0] if shape == "object" else events, ensure_ascii=draw(st.booleans())
+        )
+        content_type = draw(
+            st.sampled_from(
+                [
+                    None,
+                    b"application/json",
+                    b"text/plain; charset=utf-8",
+                    b"application/vnd.cxone+json",
+                ]
+            )
+        )
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+    data = body.encode()
+    assume(len(data) <= FUZZ_LIMIT)
+    if draw(st.booleans()):
+        data = gzip.compress(data, mtime=0)
+        headers["Content-Encoding"] = b"gzip"
+    if draw(st.booleans()):
+        headers["X-Schema-Version"] = draw(HEADER_TOKENS).encode()
+    if len(events) == 1 and draw(st.booleans()):
+        headers["Idempotency-Key"] = draw(HEADER_TOKENS).encode()
+    path = draw(st.sampled_from(["/ingest", "/ingest/call_event", "/ingest/agent_state"]))
+    return Sample(data, {**AUTH_BYTES, **headers}, path, events)
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> Sample:
+    body = draw(
+        st.one_of(
+            st.binary(max_size=300),
+            json_values(ANY_LEAVES).map(lambda v: json.dumps(v).encode()),
+            st.lists(json_values(ANY_LEAVES), max_size=6).map(
+                lambda vs: "\n".join(json.dumps(v) for v in vs).encode()
+            ),
+            st.builds(
+                lambda depth, pair: pair[0] * depth + pair[1] * depth,
+                st.integers(1, 3000),
+                st.sampled_from([(b"[", b"]"), (b'{"a":', b"1" + b"}"), (b'[{"a":', b"}]")]),
+            ),
+            st.builds(
+                lambda v, i, b: v[:i] + bytes([b]) + v[i + 1 :],
+                valid_requests().map(lambda s: s.body),
+                st.integers(0, 400),
+                st.integers(0, 255),
+            ),
+        )
+    )
+    headers: dict[str, bytes] = {}
+    if draw(st.integers(0, 9)) > 0:
+        headers["Authorization"] = draw(
+            st.sampled_from([AUTH_BYTES["Authorization"], b"Bearer nope", b""]) | HEADER_BYTES
+        )
+    for name, values in (
+        (
+            "Content-Type",
+            st.sampled_from([b"application/json", b"application/x-ndjson", b"text/csv"]),
+        ),
+        ("Content-Encoding", st.sampled_from([b"gzip", b"identity", b"br", b"GZIP"])),
+        ("X-Schema-Version", HEADER_TOKENS.map(str.encode)),
+        ("Idempotency-Key", HEADER_TOKENS.map(str.encode)),
+    ):
+        if draw(st.booleans()):
+            headers[name] = draw(values | HEADER_BYTES)
+    if headers.get("Content-Encoding", b"").lower() == b"gzip" and draw(st.booleans()):
+        body = gzip.compress(body, mtime=0)[: draw(st.integers(10, 10_000))]
+    subject = draw(st.sampled_from(["call_event", "nope", ""]) | st.text(max_size=70))
+    return Sample(body, headers, "/ingest/" + quote(subject, safe=""), None)
+
+
+def new_envelopes(store: LocalStore, seen: set[str]) -> list[dict[str, Any]]:
+    """Envelopes of the staging objects not in `seen`, which this adds them to."""
+    fresh = [key for key in staged_objects(store) if key not in seen]
+    seen.update(fresh)
+    return [
+        json.loads(line) for key in fresh for line in gzip.decompress(store.get(key)).splitlines()
+    ]
+
+
+def test_fuzzed_requests_get_202_with_staged_events_or_a_documented_4xx(
+    local_store: LocalStore,
+) -> None:
+    accepted: list[str] = []
+    seen: set[str] = set()
+    with landing_with_client(
+        local_store, max_body_bytes=FUZZ_LIMIT, max_events_per_request=FUZZ_MAX_EVENTS
+    ) as landing:
+
+        @settings(
+            max_examples=150,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )
+        @given(sample=valid_requests() | hostile_requests())
+        def answer_is_202_or_documented_4xx(sample: Sample) -> None:
+            response = landing.http.post(sample.path, content=sample.body, headers=sample.headers)
+            new = new_envelopes(landing.store, seen)
+            assert response.status_code < 500, response.text
+            if response.status_code == 202:
+                reply = response.json()
+                ids = reply["event_ids"]
+                assert reply == {"status": "accepted", "count": len(ids), "event_ids": ids}
+                assert all(isinstance(i, str) and i for i in ids)
+                assert [e["event_id"] for e in new] == ids
+                if sample.events is not None:
+                    assert [e["payload"] for e in new] == sample.events
+                accepted.extend(ids)
+            else:
+                assert sample.events is None, response.text
+                assert 400 <= response.status_code < 500
+                error = response.json()
+                assert error["error"] in DOCUMENTED_4XX | ROUTE_ERRORS
+                assert isinstance(error["detail"], str) and error["detail"]
+                assert new == []
+
+        answer_is_202_or_documented_4xx()
+        assert landing.http.get("/healthz").status_code == 200
+    assert sorted(e["event_id"] for e in staged_envelopes(local_store)) == sorted(accepted)

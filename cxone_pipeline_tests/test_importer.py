@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cxone_pipeline.cli import main
 from cxone_pipeline.importer import (
     ImportInputError,
     ImportReport,
@@ -227,18 +228,28 @@ def run_import(env: dict[str, str], *args: str | Path) -> subprocess.CompletedPr
 
 
 def test_command_stages_to_s3_reports_and_resumes(
-    s3_lake_env: dict[str, str], s3_store: S3Store, tmp_path: Path
+    s3_lake_env: dict[str, str],
+    s3_store: S3Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    for name, value in s3_lake_env.items():
+        monkeypatch.setenv(name, value)
     export = write_ndjson(tmp_path / "e.ndjson", [{"eventId": "e1", "at": H20_MS}], True)
-    first = run_import(s3_lake_env, export, "--subject", "call_event", "--time-field", "at")
-    again = run_import(s3_lake_env, export, "--subject", "call_event", "--time-field", "at")
-    assert (first.returncode, again.returncode) == (0, 0)
-    assert first.stdout == (
+    args = ["import", str(export), "--subject", "call_event", "--time-field", "at"]
+
+    assert main(args) == 0
+    first = capsys.readouterr()
+    assert main(args) == 0
+    again = capsys.readouterr()
+
+    assert first.out == (
         "staged 1 call_event events in 1 hours (2026-11-27-20:00 to 2026-11-27-20:00): "
         "1 objects written, 0 already staged\n"
     )
-    assert "0 objects written, 1 already staged" in again.stdout
-    assert first.stderr.startswith("1 events, 1 hours, 1 objects written, 0 skipped, ")
+    assert "0 objects written, 1 already staged" in again.out
+    assert first.err.startswith("1 events, 1 hours, 1 objects written, 0 skipped, ")
     assert [row[0] for row in staged(s3_store)] == ["e1"]
 
 
