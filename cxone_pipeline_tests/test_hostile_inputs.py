@@ -341,6 +341,17 @@ CORPUS = [
         None,
         id="version-obs-fold",
     ),
+    # framing a proxy and the landing could read differently (request smuggling)
+    pytest.param(
+        Hostile(head=header("Transfer-Encoding", "chunked")),
+        400,
+        None,
+        id="content-length-and-chunked",
+    ),
+    pytest.param(Hostile(head=header("Content-Length", "5")), 400, None, id="two-content-lengths"),
+    pytest.param(
+        Hostile(head=header("Content-Length", "-1")), 400, None, id="negative-content-length"
+    ),
     # credentials
     pytest.param(Hostile(auth=False), 401, "unauthorized", id="no-credentials"),
     pytest.param(
@@ -540,6 +551,24 @@ def test_nesting_near_the_recursion_limit_is_refused_not_a_crash(landing: Landin
         for body in (nested(depth), b"[" + b'{"a":' * depth + b"1" + b"}" * depth + b"]"):
             reply = exchange(landing.url, Hostile(body))
             assert (reply.status, reply.json()["error"]) == (400, "invalid_json"), depth
+    assert staged_objects(landing.store) == before
+    assert_healthy(landing)
+
+
+def test_aborted_upload_is_counted_not_a_server_error(landing: Landing) -> None:
+    """A sender that hangs up mid-body once raised ClientDisconnect out of the app (a 500)."""
+    before = staged_objects(landing.store)
+    request = Hostile(b'{"customerId": "c-1", "duration": 42}').to_bytes()
+    port = int(landing.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request[:-10])
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1024) == b""
+    counted = 'cxone_landing_requests_rejected_total{reason="client_disconnected"} 1.0'
+    deadline = time.monotonic() + 10
+    while counted not in landing.http.get("/metrics").text:
+        assert time.monotonic() < deadline, "the aborted upload was not counted as rejected"
+        time.sleep(0.05)
     assert staged_objects(landing.store) == before
     assert_healthy(landing)
 
