@@ -225,13 +225,14 @@ def apache_resolver(subject: SubjectSchemas) -> Callable[[dict[str, Any], Schema
 def ceiling(objects: list[bytes], subject: SubjectSchemas) -> int:
     """Arrow's JSON reader alone, restarted after each line it cannot read (as the engine does:
     one bad line would otherwise fail the whole object)."""
-    from cxone_pipeline.resolve.columnar import explicit_payload_types, parse_runs
+    from cxone_pipeline.resolve.columnar import explicit_payload_types, parse_object
+    from cxone_pipeline.resolve.envelopes import staged_lines
 
     payload_types = explicit_payload_types(subject)
     rows = 0
     for data in objects:
-        runs, _ = parse_runs(gzip.decompress(data).split(b"\n")[:-1], payload_types)
-        rows += sum(run.table.num_rows for run in runs)
+        parsed = parse_object(staged_lines(data), payload_types)
+        rows += sum(run.table.num_rows for run in parsed.runs)
     return rows
 
 
@@ -271,7 +272,9 @@ def run_worker(approach: str, data_dir: Path, repeats: int) -> dict[str, Any]:
 def measure(approach: str, data_dir: Path, repeats: int) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", approach, "--data-dir", str(data_dir)]
     command += ["--repeats", str(repeats)]
-    completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode:
+        raise SystemExit(f"{approach} failed:\n{completed.stderr}")
     return json.loads(completed.stdout)
 
 

@@ -97,6 +97,13 @@ def _readable(writer: Kind, reader: Kind) -> bool:
 
 
 @dataclass(frozen=True)
+class WriterField:
+    name: str
+    kind: Kind | None  # None: a shape only fastavro validates
+    has_default: bool
+
+
+@dataclass(frozen=True)
 class FieldSource:
     """One canonical column: where it comes from in a writer version, and how it converts."""
 
@@ -111,56 +118,50 @@ class FieldSource:
 @dataclass(frozen=True)
 class VersionPlan:
     version: SchemaVersion
-    fields: tuple[tuple[str, Kind | None, bool, Any], ...]  # name, kind, has default, default
-    declared: frozenset[str]
+    fields: tuple[WriterField, ...]
+    declared: frozenset[str]  # payload keys that are not unmapped
     columns: tuple[FieldSource, ...] | None  # None: resolve this version per record
 
 
 def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
-    canonical = subject.canonical
-    reader_named = canonical.schema.get("__named_schemas", {})
+    """How each writer version validates and resolves column by column."""
     plans = {}
     for version in subject.versions:
         named = version.schema.get("__named_schemas", {})
         fields = tuple(
-            (f["name"], kind_of(f["type"], named), "default" in f, f.get("default"))
+            WriterField(f["name"], kind_of(f["type"], named), "default" in f)
             for f in version.fields
         )
-        by_name = {f["name"]: f for f in version.fields}
-        kinds = {name: kind for name, kind, _, _ in fields}
-        columns: list[FieldSource] | None = []
-        for field in canonical.fields:
-            reader = kind_of(field["type"], reader_named)
-            source = next(
-                (by_name[n] for n in (field["name"], *field.get("aliases", ())) if n in by_name),
-                None,
-            )
-            writer = kinds.get(source["name"]) if source else None
-            resolvable = source is None and "default" in field
-            resolvable |= source is not None and writer is not None
-            resolvable &= reader is not None
-            if resolvable and writer is not None:
-                resolvable = _readable(writer, reader)
-            if not resolvable or columns is None:
-                columns = None
-                continue
-            columns.append(
-                FieldSource(
-                    field["name"],
-                    reader,
-                    source["name"] if source else None,
-                    writer,
-                    source.get("default") if source else None,
-                    field.get("default"),
-                )
-            )
-        plans[version.version] = VersionPlan(
-            version,
-            fields,
-            frozenset(by_name) | CONTROL_FIELDS,
-            None if columns is None else tuple(columns),
-        )
+        sources = [
+            _field_source(field, version, subject.canonical) for field in subject.canonical.fields
+        ]
+        columns = None if None in sources else tuple(s for s in sources if s is not None)
+        declared = frozenset(f.name for f in fields) | CONTROL_FIELDS
+        plans[version.version] = VersionPlan(version, fields, declared, columns)
     return plans
+
+
+def _field_source(
+    field: dict[str, Any], writer: SchemaVersion, canonical: SchemaVersion
+) -> FieldSource | None:
+    """Where canonical `field` comes from in `writer` (by name, then aliases, as Avro matches),
+    or None when the fast path cannot resolve it exactly."""
+    reader = kind_of(field["type"], canonical.schema.get("__named_schemas", {}))
+    if reader is None:
+        return None
+    by_name = {f["name"]: f for f in writer.fields}
+    names = (field["name"], *field.get("aliases", ()))
+    source = next((by_name[name] for name in names if name in by_name), None)
+    if source is None:
+        if "default" not in field:
+            return None
+        return FieldSource(field["name"], reader, None, None, None, field["default"])
+    kind = kind_of(source["type"], writer.schema.get("__named_schemas", {}))
+    if kind is None or not _readable(kind, reader):
+        return None
+    return FieldSource(
+        field["name"], reader, source["name"], kind, source.get("default"), field.get("default")
+    )
 
 
 def explicit_payload_types(subject: SubjectSchemas) -> pa.StructType:
@@ -483,18 +484,18 @@ def validate_rows(
     """Rows valid for the plan's writer version, and rows the columns cannot decide."""
     n = len(payload)
     valid, undecided = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-    for name, kind, has_default, _ in plan.fields:
-        here = present.get(name)
+    for field in plan.fields:
+        here = present.get(field.name)
         if here is None:
-            if not has_default:
+            if not field.has_default:
                 return np.zeros(n, dtype=bool), undecided
             continue
-        if not has_default:
+        if not field.has_default:
             valid &= here
-        if kind is None:
+        if field.kind is None:
             undecided |= here
             continue
-        ok, unsure = _check_values(payload.field(name), kind)
+        ok, unsure = _check_values(payload.field(field.name), field.kind)
         valid &= ~here | ok
         undecided |= here & unsure
     return valid, undecided

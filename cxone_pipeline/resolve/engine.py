@@ -63,7 +63,7 @@ class TransformResult:
 
 @dataclass
 class _ArrowBatch:
-    """Rows of one staged object parsed by Arrow, narrowed to those the fast path may take."""
+    """Rows Arrow parsed (from one or more staged objects) that the fast path may take."""
 
     seq: np.ndarray  # input position of each row
     lines: list[bytes]
@@ -86,10 +86,10 @@ class _Outcome:
     def reject(self, staged: Envelope, code: str, message: str) -> None:
         self.rejects.append((staged.seq, Reject(staged.envelope, code, message)))
 
-    def read_line(self, seq: int, line: bytes, received_us: int | None = None) -> None:
+    def read_line(self, seq: int, line: bytes) -> None:
         """Queue a line for the per-record path, or reject it when it is not an envelope."""
         try:
-            self.exact.append((parse_envelope(seq, line), received_us))
+            self.exact.append((parse_envelope(seq, line), None))
         except MalformedEnvelope as exc:
             self.rejects.append((seq, line_reject(line, str(exc))))
 
@@ -97,7 +97,7 @@ class _Outcome:
         self.unmapped_by_version.setdefault(version, Counter()).update(keys)
 
 
-def unmapped_json(payload: dict[str, Any], writer: SchemaVersion) -> tuple[str | None, list[str]]:
+def _unmapped_json(payload: dict[str, Any], writer: SchemaVersion) -> tuple[str | None, list[str]]:
     """The payload keys `writer` does not declare, with their values, as JSON text; and the keys."""
     declared = {f["name"] for f in writer.fields} | CONTROL_FIELDS
     extra = sorted(key for key in payload if key not in declared)
@@ -365,7 +365,7 @@ def _unmapped_texts(
     keys: list[str] = []
     for index in np.flatnonzero(extra):
         staged = parse_envelope(0, lines[chosen[index]])
-        texts[index], found = unmapped_json(staged.payload, plan.version)
+        texts[index], found = _unmapped_json(staged.payload, plan.version)
         keys += found
     return pa.array(texts, pa.string()), keys
 
@@ -386,7 +386,7 @@ def _resolve_record(
     row[EVENT_ID] = staged.event_id
     row[SCHEMA_VERSION] = writer.version
     row[RECEIVED_AT] = received_us
-    row[UNMAPPED_FIELDS], extra = unmapped_json(staged.payload, writer)
+    row[UNMAPPED_FIELDS], extra = _unmapped_json(staged.payload, writer)
     outcome.count_unmapped(writer.version, extra)
     outcome.rows.append(row)
 
