@@ -137,11 +137,13 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
     """ERROR for events no schema can read; WARN for payload fields no schema declares."""
     result, subject = outcome.result, outcome.subject
     unmatched = result.rejects_per_code.get("no_matching_schema", 0)
+    # Versions without unmapped fields say nothing about drift.
+    unmapped_by_version = {v: dict(f) for v, f in result.unmapped_by_version.items() if f}
     metadata: dict[str, Any] = {
         "unknown_versions": dict(result.unknown_versions),
         "no_matching_schema": unmatched,
         "unmapped_fields": dict(result.unmapped_fields),
-        "unmapped_by_version": {v: dict(f) for v, f in result.unmapped_by_version.items()},
+        "unmapped_by_version": unmapped_by_version,
         "registry_fingerprint": outcome.registry_fingerprint,
     }
     if result.unknown_versions or unmatched:
@@ -162,7 +164,7 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         )
         return CheckOutcome("schema_drift", False, "ERROR", description, metadata)
     if result.unmapped_fields:
-        versions = ", ".join(sorted(result.unmapped_by_version))
+        versions = ", ".join(sorted(unmapped_by_version))
         description = (
             f"payloads carry fields no schema declares: {_counts(result.unmapped_fields)} "
             f"(versions {versions}). They are kept in _unmapped_fields. Next: if they are "
