@@ -45,7 +45,8 @@ def ensure_environment() -> None:
         run(BIN / "python", "-m", "pip", "install", "--quiet", f"uv=={UV_VERSION}")
     print("installing the locked dependencies into .venv (uv sync --frozen)", flush=True)
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
-    run(BIN / "uv", "sync", "--frozen", "--inexact", env=env)
+    # Compiled once here: test subprocesses then start fast even with PYTHONDONTWRITEBYTECODE.
+    run(BIN / "uv", "sync", "--frozen", "--inexact", "--compile-bytecode", env=env)
     LOCK_STAMP.write_text(lock_digest)
 
 
