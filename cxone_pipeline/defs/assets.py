@@ -21,8 +21,8 @@ from dagster import (
     multi_asset,
 )
 
-from cxone_pipeline.curate import HourOutcome, Recorded, curate_hour
-from cxone_pipeline.defs.checks import check_specs, evaluate_checks
+from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
+from cxone_pipeline.defs.checks import check_evaluations, check_outcomes, check_specs
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import (
     CURATED,
@@ -150,35 +150,35 @@ def curate_assets(
         context: AssetExecutionContext, lake: LakeResource, curation: CurationSettings
     ) -> Iterator[Any]:
         store = lake.store()
+        url = store.url.rstrip("/")
         schemas = curation.subject(subject)
         versions = [v.version for v in schemas.versions]
         column_schema = _table_schema(canonical_arrow_schema(schemas))
-        outcomes = []
-        # Each hour is read, written and recorded on its own, also in a multi-hour backfill run.
+        checks: dict[str, list[CheckOutcome]] = {}
+        # Each hour is read, written, recorded and checked on its own, also in a backfill run
+        # of many hours; only the small check outcomes are kept until the end of the run.
         for key in context.partition_keys:
             outcome = curate_hour(store, schemas, partition_hour(key))
             context.add_asset_metadata(
                 {
-                    **_curated_metadata(outcome, versions, store.url.rstrip("/")),
+                    **_curated_metadata(outcome, versions, url),
                     "dagster/column_schema": column_schema,
                 },
                 asset_key=curated,
                 partition_key=key,
             )
             context.add_asset_metadata(
-                _quarantine_metadata(outcome, store.url.rstrip("/")),
-                asset_key=quarantine,
-                partition_key=key,
+                _quarantine_metadata(outcome, url), asset_key=quarantine, partition_key=key
             )
             context.log.info(
                 f"{subject} {key}: {outcome.rows} rows, {outcome.rejected} quarantined, "
                 f"{outcome.result.duplicates_dropped} duplicates from "
                 f"{outcome.manifest.count} staging objects"
             )
-            outcomes.append(outcome)
+            checks[key] = check_outcomes(outcome, store, curation.quarantine_rate_max)
         yield MaterializeResult(asset_key=curated)
         yield MaterializeResult(asset_key=quarantine)
-        yield from evaluate_checks(context, curated, outcomes, store, curation.quarantine_rate_max)
+        yield from check_evaluations(context, curated, checks)
 
     return curate
 

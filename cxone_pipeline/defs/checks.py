@@ -1,7 +1,7 @@
 """Asset checks on `curated/<subject>`, evaluated per hour partition inside the curating run."""
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from dagster import (
     AssetCheckEvaluation,
@@ -23,7 +23,6 @@ from cxone_pipeline.curate import (
     check_schema_drift,
     check_unique_event_ids,
 )
-from cxone_pipeline.lake.layout import partition_key
 from cxone_pipeline.lake.store import Store
 
 CHECK_DESCRIPTIONS = {
@@ -67,12 +66,10 @@ def check_outcomes(
     ]
 
 
-def evaluate_checks(
+def check_evaluations(
     context: AssetExecutionContext,
     asset_key: AssetKey,
-    outcomes: list[HourOutcome],
-    store: Store,
-    quarantine_rate_max: float,
+    results_by_partition: Mapping[str, list[CheckOutcome]],
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """One evaluation per check and hour, then the checks' step outputs.
 
@@ -80,9 +77,8 @@ def evaluate_checks(
     hours, so evaluations are emitted with their partition and the outputs closed explicitly.
     """
     selected = {key.name for key in context.selected_asset_check_keys}
-    for outcome in outcomes:
-        partition = partition_key(outcome.hour)
-        for result in check_outcomes(outcome, store, quarantine_rate_max):
+    for partition, results in results_by_partition.items():
+        for result in results:
             if result.name not in selected:
                 continue
             yield AssetCheckEvaluation(
