@@ -13,9 +13,12 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxone_pipeline.cli import CommandError
+
+if TYPE_CHECKING:
+    from cxone_pipeline.registry import SubjectSchemas
 
 # A field no schema declares: the schema_drift check warns and the value lands in
 # _unmapped_fields. One event in UNMAPPED_EVERY carries it.
@@ -133,27 +136,10 @@ def demo(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(headers=headers, timeout=30) as client, tempfile.TemporaryDirectory() as tmp:
         for subject, schemas in registry.items():
-            history: list[dict[str, Any]] = []
-            for index, writer in enumerate(schemas.versions):
-                payloads = list(
-                    sample_payloads(writer.schema, writer.version, args.per_version, run)
-                )
-                # Every other version is declared by header; the rest is inferred from the shape.
-                declared = writer.version if index % 2 == 0 else None
-                try:
-                    posted = post(client, url, subject, payloads, declared)
-                except httpx.HTTPError as exc:
-                    raise CommandError(f"cannot reach the landing at {url}: {exc}") from None
-                print(f"posted {posted} {subject} {writer.version} events")
-                history += [{**p, "eventId": f"{p['eventId']}-import"} for p in payloads]
-            unresolvable = [
-                {**p, "eventId": f"demo-{run}-unknown-{n}"}
-                for n, p in enumerate(history[:UNRESOLVABLE_EVENTS])
-            ]
-            post(client, url, subject, unresolvable, UNKNOWN_VERSION)
-            post(client, url, subject, [{"eventId": f"demo-{run}-shapeless", "no": "schema"}], None)
-            print(f"posted {UNRESOLVABLE_EVENTS + 1} {subject} events no schema resolves")
-
+            try:
+                history = post_samples(client, url, schemas, args.per_version, run)
+            except httpx.HTTPError as exc:
+                raise CommandError(f"cannot reach the landing at {url}: {exc}") from None
             export = Path(tmp) / f"{subject}.ndjson"
             export.write_text("".join(json.dumps(p) + "\n" for p in history))
             try:
@@ -166,3 +152,26 @@ def demo(args: argparse.Namespace) -> int:
             )
     print("the staging_sensor curates them within a sensor interval or two: open the Dagster UI")
     return 0
+
+
+def post_samples(
+    client: Any, url: str, schemas: SubjectSchemas, per_version: int, run: str
+) -> list[dict[str, Any]]:
+    """Post every version's samples and a few unresolvable events; returns the samples again,
+    with new ids, for the historical batch."""
+    history: list[dict[str, Any]] = []
+    for index, writer in enumerate(schemas.versions):
+        payloads = list(sample_payloads(writer.schema, writer.version, per_version, run))
+        # Every other version is declared by header; the rest is inferred from the shape.
+        declared = writer.version if index % 2 == 0 else None
+        posted = post(client, url, schemas.name, payloads, declared)
+        print(f"posted {posted} {schemas.name} {writer.version} events")
+        history += [{**p, "eventId": f"{p['eventId']}-import"} for p in payloads]
+    unresolvable = [
+        {**p, "eventId": f"demo-{run}-unknown-{n}"}
+        for n, p in enumerate(history[:UNRESOLVABLE_EVENTS])
+    ]
+    post(client, url, schemas.name, unresolvable, UNKNOWN_VERSION)
+    post(client, url, schemas.name, [{"eventId": f"demo-{run}-shapeless", "no": "schema"}], None)
+    print(f"posted {UNRESOLVABLE_EVENTS + 1} {schemas.name} events no schema resolves")
+    return history
