@@ -34,6 +34,7 @@ from cxone_pipeline_tests.dagster_fixtures import (  # noqa: E402
 )
 
 SUBJECTS = ["agent_state", "call_event"]
+FIRST = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 def write_history(root: Path, objects: int) -> None:
@@ -78,7 +79,7 @@ def main() -> None:
         for hour in window:
             stage(lake.store, "call_event", hour, call_events(hour))
 
-        sensor = build_staging_sensor(SUBJECTS, interval_seconds=30)
+        sensor = build_staging_sensor(SUBJECTS, interval_seconds=30, first_hour=FIRST)
         with DagsterInstance.ephemeral() as instance:
             time_ticks(sensor, lake, instance, 1)  # warm-up: imports, first queries
             report("changed", time_ticks(sensor, lake, instance, args.ticks))

@@ -234,10 +234,15 @@ class Recorded:
 
 
 def sensor_hours(
-    now: datetime, lookback_hours: int, close_grace: timedelta, open_hour_due: bool
+    now: datetime,
+    lookback_hours: int,
+    close_grace: timedelta,
+    open_hour_due: bool,
+    first_hour: datetime,
 ) -> list[datetime]:
     """Hours the staging sensor looks at: closed hours of the look-back window once their grace
-    period is over, and the open hour when its refresh is due. Oldest first."""
+    period is over, and the open hour when its refresh is due; none before the first partition.
+    Oldest first."""
     open_hour = hour_floor(now)
     hours = [
         hour
@@ -246,13 +251,14 @@ def sensor_hours(
     ]
     if open_hour_due:
         hours.append(open_hour)
-    return hours
+    return [hour for hour in hours if hour >= first_hour]
 
 
-def reconcile_hours(now: datetime, days: int) -> list[datetime]:
-    """The closed hours of the last `days` days, oldest first."""
+def reconcile_hours(now: datetime, days: int, first_hour: datetime) -> list[datetime]:
+    """The closed hours of the last `days` days from the first partition on, oldest first."""
     last_closed = hour_floor(now) - timedelta(hours=1)
-    return [last_closed - timedelta(hours=n) for n in range(days * 24 - 1, -1, -1)]
+    hours = (last_closed - timedelta(hours=n) for n in range(days * 24 - 1, -1, -1))
+    return [hour for hour in hours if hour >= first_hour]
 
 
 def staging_changed(manifest: Manifest, recorded: Recorded | None) -> bool:

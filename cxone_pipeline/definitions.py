@@ -11,6 +11,7 @@ from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_we
 from cxone_pipeline.defs.resources import build_resources, env_int
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.defs.sensors import build_staging_sensor
+from cxone_pipeline.lake.layout import partition_hour
 from cxone_pipeline.registry import discover_subjects
 from cxone_pipeline.settings import Settings
 
@@ -19,6 +20,7 @@ def build_definitions(settings: Settings) -> Definitions:
     """Everything for the subjects found in `settings.schemas_dir`: a new folder needs no code."""
     subjects = discover_subjects(settings.schemas_dir)
     partitions = hourly_partitions(settings.partitions_start)
+    first_hour = partition_hour(settings.partitions_start)
     hours_per_run = env_int("CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", 24, minimum=1)
     interval = env_int("CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", 30, minimum=1)
     cron = os.environ.get("CXONE_PIPELINE_RECONCILE_CRON") or "0 3 * * *"
@@ -27,8 +29,8 @@ def build_definitions(settings: Settings) -> Definitions:
             *(staging_spec(subject) for subject in subjects),
             *(curate_assets(subject, partitions, hours_per_run) for subject in subjects),
         ],
-        sensors=[build_staging_sensor(subjects, interval)],
-        schedules=[build_reconcile_schedule(subjects, cron)],
+        sensors=[build_staging_sensor(subjects, interval, first_hour)],
+        schedules=[build_reconcile_schedule(subjects, cron, first_hour)],
         jobs=[register_cxone_webhook],
         # Each run is one step (an hour range of one subject): a step subprocess would only
         # import the code location a second time.

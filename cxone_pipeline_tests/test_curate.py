@@ -34,6 +34,7 @@ from cxone_pipeline_tests.dagster_fixtures import (
 
 CALL_EVENT = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
 HOUR = datetime(2026, 3, 4, 5, tzinfo=timezone.utc)
+FIRST = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 EXPECTED_ROWS = [
     ("e-1", "v1", "c-1", 61, "101", None, None, "UNKNOWN", None),
@@ -188,19 +189,29 @@ def test_unique_event_ids_reads_back_the_curated_files(local_store: Store) -> No
 def test_sensor_hours_wait_for_the_grace_period() -> None:
     grace = timedelta(minutes=2)
     at_0301 = datetime(2026, 3, 4, 3, 1, tzinfo=timezone.utc)
-    hours = sensor_hours(at_0301, 3, grace, open_hour_due=False)
+    hours = sensor_hours(at_0301, 3, grace, open_hour_due=False, first_hour=FIRST)
     assert hours == [datetime(2026, 3, 4, h, tzinfo=timezone.utc) for h in (0, 1)]
 
     at_0302 = at_0301 + timedelta(minutes=1)
-    hours = sensor_hours(at_0302, 3, grace, open_hour_due=True)
+    hours = sensor_hours(at_0302, 3, grace, open_hour_due=True, first_hour=FIRST)
     assert hours == [datetime(2026, 3, 4, h, tzinfo=timezone.utc) for h in (0, 1, 2, 3)]
+
+    # A deployment whose partitions start at 02:00 has no earlier hours to run.
+    start = datetime(2026, 3, 4, 2, tzinfo=timezone.utc)
+    hours = sensor_hours(at_0302, 3, grace, open_hour_due=True, first_hour=start)
+    assert hours == [start, start + timedelta(hours=1)]
 
 
 def test_reconcile_hours_are_the_closed_hours_of_the_last_days() -> None:
-    hours = reconcile_hours(datetime(2026, 3, 4, 3, 0, 5, tzinfo=timezone.utc), days=2)
+    now = datetime(2026, 3, 4, 3, 0, 5, tzinfo=timezone.utc)
+    hours = reconcile_hours(now, days=2, first_hour=FIRST)
     assert len(hours) == 48
     assert hours[0] == datetime(2026, 3, 2, 3, tzinfo=timezone.utc)
     assert hours[-1] == datetime(2026, 3, 4, 2, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 4, 0, tzinfo=timezone.utc)
+    assert reconcile_hours(now, days=2, first_hour=start) == [
+        start + timedelta(hours=n) for n in range(3)
+    ]
 
 
 def test_run_reasons() -> None:

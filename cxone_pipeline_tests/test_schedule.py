@@ -20,7 +20,7 @@ from dagster import (
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
-from cxone_pipeline.lake.layout import curated_key, partition_key, quarantine_key
+from cxone_pipeline.lake.layout import curated_key, partition_hour, partition_key, quarantine_key
 from cxone_pipeline.resolve import read_parquet
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.dagster_fixtures import (
@@ -34,8 +34,11 @@ from cxone_pipeline_tests.dagster_fixtures import (
 
 pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
 
-SCHEDULE = build_reconcile_schedule(["agent_state", "call_event"], "0 3 * * *")
-CURATE_CALLS = curate_assets("call_event", hourly_partitions("2025-01-01-00:00"), 24)
+START = "2025-01-01-00:00"
+SCHEDULE = build_reconcile_schedule(
+    ["agent_state", "call_event"], "0 3 * * *", first_hour=partition_hour(START)
+)
+CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), 24)
 V4 = {
     "type": "record",
     "name": "CallEvent",

@@ -10,14 +10,17 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context, materia
 from cxone_pipeline.curate import staging_manifest
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
 from cxone_pipeline.defs.sensors import build_staging_sensor, run_key
-from cxone_pipeline.lake.layout import hour_floor, hour_prefix, partition_key
+from cxone_pipeline.lake.layout import hour_floor, hour_prefix, partition_hour, partition_key
 from cxone_pipeline.lake.store import LocalStore
 from cxone_pipeline_tests.dagster_fixtures import Lake, call_events, closed_hour, stage
 
 pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
 
-SENSOR = build_staging_sensor(["agent_state", "call_event"], interval_seconds=30)
-CURATE_CALLS = curate_assets("call_event", hourly_partitions("2025-01-01-00:00"), 24)
+START = "2025-01-01-00:00"
+SENSOR = build_staging_sensor(
+    ["agent_state", "call_event"], interval_seconds=30, first_hour=partition_hour(START)
+)
+CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), 24)
 
 
 def tick(lake: Lake, instance: DagsterInstance, cursor: str | None = None, **knobs) -> SensorResult:

@@ -20,7 +20,9 @@ from cxone_pipeline.defs.sensors import subject_assets
 from cxone_pipeline.lake.layout import partition_key
 
 
-def build_reconcile_schedule(subjects: Sequence[str], cron: str) -> ScheduleDefinition:
+def build_reconcile_schedule(
+    subjects: Sequence[str], cron: str, first_hour: datetime
+) -> ScheduleDefinition:
     @schedule(
         name="nightly_reconcile",
         cron_schedule=cron,
@@ -40,7 +42,7 @@ def build_reconcile_schedule(subjects: Sequence[str], cron: str) -> ScheduleDefi
         store = lake.store()
         registry = curation.registry()
         now = context.scheduled_execution_time or datetime.now(timezone.utc)
-        hours = reconcile_hours(now, curation.reconcile_days)
+        hours = reconcile_hours(now, curation.reconcile_days, first_hour)
         requests = []
         for subject in subjects:
             if subject not in registry:

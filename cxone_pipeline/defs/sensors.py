@@ -30,7 +30,9 @@ def subject_assets(subject: str) -> list[AssetKey]:
     return [asset_key(CURATED, subject), asset_key(QUARANTINE, subject)]
 
 
-def build_staging_sensor(subjects: Sequence[str], interval_seconds: int) -> SensorDefinition:
+def build_staging_sensor(
+    subjects: Sequence[str], interval_seconds: int, first_hour: datetime
+) -> SensorDefinition:
     @sensor(
         name="staging_sensor",
         minimum_interval_seconds=interval_seconds,
@@ -64,6 +66,7 @@ def build_staging_sensor(subjects: Sequence[str], interval_seconds: int) -> Sens
                 curation.lookback_hours,
                 timedelta(seconds=curation.close_grace_seconds),
                 open_due,
+                first_hour,
             )
             for hour in hours:
                 partition = partition_key(hour)
