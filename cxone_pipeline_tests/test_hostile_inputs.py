@@ -695,7 +695,9 @@ HEADER_BYTES = st.binary(max_size=60).map(
 
 
 # Characters that split lines for str.splitlines() but are plain text inside JSON strings.
-TEXT = st.text(st.characters() | st.sampled_from("\u2028\u2029\x85\x1c\x0b"), max_size=12)
+TEXT = st.text(
+    st.characters(codec="utf-8") | st.sampled_from("\u2028\u2029\x85\x1c\x0b"), max_size=12
+)
 
 
 def json_values(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
