@@ -36,7 +36,8 @@ from cxone_pipeline.landing.intake import IntakeError, _loads, envelope_lines
 MAX_EVENTS_PER_OBJECT = 50_000
 # Epoch numbers at least this large are milliseconds: as seconds they would be past year 5000.
 _EPOCH_MS_FROM = 10**11
-_FRACTION_RE = re.compile(r"\.(\d+)")
+_EPOCH_TEXT_RE = re.compile(r"-?[0-9]{1,20}")
+_FRACTION_RE = re.compile(r"\.([0-9]+)")
 
 
 class ImportInputError(ValueError):
@@ -65,7 +66,7 @@ class Progress:
     """Events, hours and throughput on a stream: one redrawn line on a terminal, else a
     plain line every `interval` seconds."""
 
-    def __init__(self, stream: TextIO = sys.stderr, interval: float | None = None) -> None:
+    def __init__(self, stream: TextIO, interval: float | None = None) -> None:
         self._stream = stream
         self._tty = stream.isatty()
         self._interval = interval if interval is not None else (0.2 if self._tty else 5.0)
@@ -92,7 +93,7 @@ class Progress:
 
 def parse_event_time(value: object) -> datetime | None:
     """An ISO-8601 time with an offset (or Z), or epoch seconds or milliseconds, in UTC."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _EPOCH_TEXT_RE.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool):
         return None
@@ -111,9 +112,9 @@ def parse_event_time(value: object) -> datetime | None:
     text = _FRACTION_RE.sub(lambda m: "." + (m[1] + "00000")[:6], text, count=1)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        return moment.astimezone(timezone.utc) if moment.tzinfo else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted out of range
         return None
-    return moment.astimezone(timezone.utc) if moment.tzinfo else None
 
 
 def _open(path: Path) -> IO[bytes]:

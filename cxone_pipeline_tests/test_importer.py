@@ -128,6 +128,9 @@ def test_rerun_writes_nothing_and_big_hours_are_chunked(
         ("1764272905250", datetime(2025, 11, 27, 19, 48, 25, 250000)),
         ("2026-11-27T19:48:25", None),  # no offset: which zone?
         ("yesterday", None),
+        ("\u00b2", None),  # a digit to str.isdigit(), not to int()
+        ("9" * 5000, None),
+        ("0001-01-01T00:00:00+01:00", None),
         ("", None),
         (True, None),
         (None, None),
