@@ -6,6 +6,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from dagster import (
     AssetCheckSeverity,
     AssetKey,
@@ -18,7 +19,7 @@ from cxone_pipeline.definitions import build_definitions, defs
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, recorded_inputs
 from cxone_pipeline.lake.layout import curated_key, partition_key, quarantine_key
 from cxone_pipeline.resolve import read_parquet, read_rejects
-from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, Settings
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, Settings, SettingsError
 from cxone_pipeline_tests.dagster_fixtures import (
     Lake,
     call_events,
@@ -275,3 +276,38 @@ def test_materialize_an_agent_state_hour(lake: Lake, instance: DagsterInstance) 
         (r["_event_id"], r["_schema_version"], r["agent_id"], r["state"], r["reason_code"])
         for r in rows
     ] == [("a1", "v1", 1, "Available", None), ("a2", "v2", 3, "Unavailable", "Lunch")]
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", "5")
+    monkeypatch.setenv("CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", "6")
+    monkeypatch.setenv("CXONE_PIPELINE_RECONCILE_CRON", "15 4 * * *")
+    monkeypatch.setenv("CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS", "5")
+    monkeypatch.setenv("CXONE_PIPELINE_QUARANTINE_RATE_MAX", "0.05")
+    configured = build_definitions(Settings(partitions_start="2026-11-01-00:00"))
+
+    assert configured.resolve_sensor_def("staging_sensor").minimum_interval_seconds == 5
+    assert configured.resolve_schedule_def("nightly_reconcile").cron_schedule == "15 4 * * *"
+    curate = configured.resolve_assets_def(CURATED)
+    assert curate.backfill_policy.max_partitions_per_run == 6
+    assert curate.partitions_def.get_first_partition_key() == "2026-11-01-00:00"
+    curation = configured.resources["curation"]
+    assert curation.quarantine_rate_max == 0.05
+    assert curation.lookback_hours.env_var_name == "CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", "often", "is not an integer"),
+        ("CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", "0", "must be at least 1"),
+        ("CXONE_PIPELINE_QUARANTINE_RATE_MAX", "5", "between 0 and 1"),
+    ],
+)
+def test_malformed_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message) as raised:
+        build_definitions(Settings())
+    assert name in str(raised.value)
