@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cxone_pipeline.cli import main
+from cxone_pipeline.curate import curate_hour
 from cxone_pipeline.importer import (
     ImportInputError,
     ImportReport,
@@ -23,6 +24,8 @@ from cxone_pipeline.importer import (
 )
 from cxone_pipeline.lake.layout import InvalidName, parse_staging_key
 from cxone_pipeline.lake.store import LocalStore, S3Store
+from cxone_pipeline.registry import load_subject
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.landing_fixtures import staged_envelopes, staged_objects
 from cxone_pipeline_tests.servers import cli_process
 
@@ -278,3 +281,22 @@ def test_command_fails_with_one_line_reasons(tmp_path: Path) -> None:
         assert result.stderr.startswith(f"cxone-pipeline import: {reason}")
         assert result.stderr.count("\n") == 1
     assert not (tmp_path / "lake").exists()
+
+
+def test_imported_hour_curates_like_landed_events(local_store: LocalStore, tmp_path: Path) -> None:
+    """What `import` stages is what a backfill of the hour reads."""
+    events = [
+        {"eventId": f"e{i}", "customerId": f"c{i}", "duration": i, "agentId": "a", "at": at}
+        for i, at in enumerate([H20_MS + 2000, H20_MS + 1000, H20_MS + 1000])
+    ]
+    import_files(
+        local_store, "call_event", [write_ndjson(tmp_path / "e.ndjson", events)], time_field="at"
+    )
+    outcome = curate_hour(local_store, load_subject(DEFAULT_SCHEMAS_DIR, "call_event"), H20)
+    table = outcome.result.table
+    assert (outcome.rows, outcome.rejected) == (3, 0)
+    assert table.column("_event_id").to_pylist() == ["e1", "e2", "e0"]
+    assert table.column("_received_at").to_pylist() == [
+        datetime(2026, 11, 27, 20, 0, s, tzinfo=timezone.utc) for s in (1, 1, 2)
+    ]
+    assert table.column("_schema_version").to_pylist() == ["v2"] * 3
