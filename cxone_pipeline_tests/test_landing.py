@@ -4,6 +4,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -13,6 +14,7 @@ import pytest
 from cxone_pipeline.lake.layout import parse_staging_key
 from cxone_pipeline.lake.store import LocalStore, S3Store, StoreError
 from cxone_pipeline.landing.auth import sign
+from cxone_pipeline.landing.commit import MAX_PUTS_IN_FLIGHT
 from cxone_pipeline_tests.landing_fixtures import (
     AUTH,
     HMAC_SECRET,
@@ -259,3 +261,35 @@ def test_store_failure_answers_503_and_acknowledges_nothing_unwritten(tmp_path) 
     assert [e["event_id"] for e in staged_envelopes(store)] == ["after"]
     assert "cxone_landing_store_errors_total" in metrics
     assert 'cxone_landing_requests_rejected_total{reason="store_unavailable"} 1.0' in metrics
+
+
+class HangingStore(LocalStore):
+    """A store whose writes hang until released, like an S3 endpoint that stops answering."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.release = threading.Event()
+        self.started = 0
+
+    def put(self, key: str, data: bytes) -> None:
+        if not key.startswith("staging/_probe"):
+            self.started += 1
+            self.release.wait(60)
+        super().put(key, data)
+
+
+def test_a_hanging_store_costs_a_bounded_number_of_writes(tmp_path) -> None:
+    store = HangingStore(tmp_path)
+    with running_landing(store, store_deadline_seconds=0.3) as url:
+        # A long outage under steady traffic: every request starts a write that hangs.
+        responses = [post(url, json.dumps({"n": n})) for n in range(MAX_PUTS_IN_FLIGHT + 6)]
+        store.release.set()
+        recovered = post(url, json.dumps(V2))
+        time.sleep(1)  # let the abandoned writes that held a slot finish
+    assert {r.status_code for r in responses} == {503}
+    assert {r.json()["error"] for r in responses} == {"store_unavailable"}
+    assert recovered.status_code == 202
+    # Writes abandoned at their deadline still run once the store answers; without a bound,
+    # every request of the outage would leave one behind, holding a thread and its payload.
+    assert store.started == MAX_PUTS_IN_FLIGHT + 1
+    assert len(staged_objects(store)) == MAX_PUTS_IN_FLIGHT + 1

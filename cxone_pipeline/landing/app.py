@@ -66,19 +66,27 @@ class ReadinessProbe:
         self._key = f"{STAGING}/_probe/readyz"
         self._checked_at = float("-inf")
         self._ok = False
+        self._probe: asyncio.Future[None] | None = None
 
     async def ready(self) -> bool:
         now = time.monotonic()
         last_write = self._committer.last_write
         if last_write is not None and now - last_write[0] < READINESS_PROBE_INTERVAL:
             return last_write[1]
-        if now - self._checked_at >= READINESS_PROBE_INTERVAL:
+        probe_running = self._probe is not None and not self._probe.done()
+        if now - self._checked_at >= READINESS_PROBE_INTERVAL and not probe_running:
+            # One probe at a time: against a hanging store, probes must not pile up.
+            self._probe = asyncio.ensure_future(
+                asyncio.to_thread(self._store.put, self._key, b"ok")
+            )
             try:
-                await asyncio.wait_for(asyncio.to_thread(self._store.put, self._key, b"ok"), 5)
+                await asyncio.wait_for(asyncio.shield(self._probe), 5)
                 self._ok = True
             except (StoreError, asyncio.TimeoutError):
                 self._ok = False
             self._checked_at = time.monotonic()
+        elif probe_running:
+            self._ok = False
         return self._ok
 
 

@@ -12,6 +12,7 @@ import gzip
 import random
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from cxone_pipeline.landing.intake import IntakeError
 from cxone_pipeline.landing.metrics import LandingMetrics
 
 RETRY_AFTER_SATURATED = 1
+MAX_PUTS_IN_FLIGHT = 8
 
 
 class Unavailable(IntakeError):
@@ -60,6 +62,10 @@ class GroupCommitter:
         self._queues: dict[str, deque[_Request]] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._pending_events = 0
+        # Store writes get their own threads: a hanging store must not starve compression
+        # and readiness probes, which use the default executor.
+        self._put_slots = asyncio.Semaphore(MAX_PUTS_IN_FLIGHT)
+        self._put_threads = ThreadPoolExecutor(MAX_PUTS_IN_FLIGHT, thread_name_prefix="store-put")
         self._closing = False
         # (monotonic time, succeeded) of the latest store write attempt, for readiness
         self.last_write: tuple[float, bool] | None = None
@@ -89,6 +95,7 @@ class GroupCommitter:
         self._closing = True
         while self._drains:
             await asyncio.gather(*self._drains.values(), return_exceptions=True)
+        self._put_threads.shutdown(wait=False)
 
     def _add_pending(self, n: int) -> None:
         self._pending_events += n
@@ -148,9 +155,7 @@ class GroupCommitter:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                await asyncio.wait_for(
-                    asyncio.to_thread(self._store.put, key, payload), max(remaining, 0.001)
-                )
+                await self._put(key, payload, max(remaining, 0.001))
                 break
             except (StoreError, asyncio.TimeoutError) as exc:
                 self._metrics.store_errors.inc()
@@ -161,6 +166,22 @@ class GroupCommitter:
                 delay = min(delay * 2, 1.0)
         self.last_write = (time.monotonic(), True)
         self._metrics.flush_seconds.observe(time.monotonic() - started)
+
+    async def _put(self, key: str, payload: bytes, timeout: float) -> None:
+        """One store write in a worker thread. A write that outlives `timeout` is abandoned, not
+        stopped (threads cannot be), so it keeps its slot until it ends: a store that hangs
+        costs at most MAX_PUTS_IN_FLIGHT threads, however long the outage."""
+        started = time.monotonic()
+        await asyncio.wait_for(self._put_slots.acquire(), timeout)
+        loop = asyncio.get_running_loop()
+        put = loop.run_in_executor(self._put_threads, self._store.put, key, payload)
+        put.add_done_callback(self._release_put_slot)
+        await asyncio.wait_for(asyncio.shield(put), timeout - (time.monotonic() - started))
+
+    def _release_put_slot(self, put: asyncio.Future[None]) -> None:
+        self._put_slots.release()
+        if not put.cancelled():
+            put.exception()  # retrieved here: an abandoned write's error was already counted
 
     def _timed_out(self) -> Unavailable:
         return Unavailable(
