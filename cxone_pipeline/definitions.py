@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import Definitions, in_process_executor
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
 from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_webhook
-from cxone_pipeline.defs.resources import build_resources, env_int
+from cxone_pipeline.defs.resources import build_resources
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.defs.sensors import build_staging_sensor
 from cxone_pipeline.lake.layout import partition_hour
@@ -21,16 +19,16 @@ def build_definitions(settings: Settings) -> Definitions:
     subjects = discover_subjects(settings.schemas_dir)
     partitions = hourly_partitions(settings.partitions_start)
     first_hour = partition_hour(settings.partitions_start)
-    hours_per_run = env_int("CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", 24, minimum=1)
-    interval = env_int("CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", 30, minimum=1)
-    cron = os.environ.get("CXONE_PIPELINE_RECONCILE_CRON") or "0 3 * * *"
     return Definitions(
         assets=[
             *(staging_spec(subject) for subject in subjects),
-            *(curate_assets(subject, partitions, hours_per_run) for subject in subjects),
+            *(
+                curate_assets(subject, partitions, settings.backfill_hours_per_run)
+                for subject in subjects
+            ),
         ],
-        sensors=[build_staging_sensor(subjects, interval, first_hour)],
-        schedules=[build_reconcile_schedule(subjects, cron, first_hour)],
+        sensors=[build_staging_sensor(subjects, settings.sensor_interval_seconds, first_hour)],
+        schedules=[build_reconcile_schedule(subjects, settings.reconcile_cron, first_hour)],
         jobs=[register_cxone_webhook],
         # Each run is one step (an hour range of one subject): a step subprocess would only
         # import the code location a second time.

@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+Number = TypeVar("Number", int, float)
 
 
 class SettingsError(ValueError):
@@ -41,29 +43,30 @@ class Secret:
         return bool(self._value)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: Number,
+    minimum: Number = 0,
+    maximum: Number | None = None,
+) -> Number:
+    """A number of the default's type (int or float) within [minimum, maximum]."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    kind = type(default)
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
+        noun = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {noun}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = (
+            f"between {minimum:g} and {maximum:g}"
+            if maximum is not None
+            else f"at least {minimum:g}"
+        )
+        raise SettingsError(f"{name}={value:g} must be {bound}")
     return value
 
 
@@ -98,6 +101,14 @@ class Settings:
     cxone_dataactions_path: str = "/api/v2/dataactions"
     cxone_scope: str = "dataactions:read dataactions:write dataactions:execute"
     cxone_deadline_seconds: float = 60.0
+    sensor_interval_seconds: int = 30
+    sensor_lookback_hours: int = 3
+    close_grace_seconds: int = 120
+    open_hour_refresh_seconds: int = 900
+    reconcile_days: int = 2
+    reconcile_cron: str = "0 3 * * *"
+    quarantine_rate_max: float = 0.01
+    backfill_hours_per_run: int = 24
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -121,12 +132,12 @@ class Settings:
             hmac_secret=_secret(env, "CXONE_PIPELINE_HMAC_SECRET"),
             schemas_dir=Path(env.get("CXONE_PIPELINE_SCHEMAS_DIR") or DEFAULT_SCHEMAS_DIR),
             partitions_start=env.get("CXONE_PIPELINE_PARTITIONS_START") or "2025-01-01-00:00",
-            max_body_bytes=_int(env, "CXONE_PIPELINE_MAX_BODY_BYTES", 1024 * 1024, 1),
-            max_events_per_request=_int(env, "CXONE_PIPELINE_MAX_EVENTS_PER_REQUEST", 10_000, 1),
-            batch_max_events=_int(env, "CXONE_PIPELINE_BATCH_MAX_EVENTS", 5_000, 1),
-            batch_max_bytes=_int(env, "CXONE_PIPELINE_BATCH_MAX_BYTES", 8 * 1024 * 1024, 1),
-            max_pending_events=_int(env, "CXONE_PIPELINE_MAX_PENDING_EVENTS", 100_000, 1),
-            store_deadline_seconds=_float(env, "CXONE_PIPELINE_STORE_DEADLINE_SECONDS", 5.0),
+            max_body_bytes=_number(env, "CXONE_PIPELINE_MAX_BODY_BYTES", 1024 * 1024, 1),
+            max_events_per_request=_number(env, "CXONE_PIPELINE_MAX_EVENTS_PER_REQUEST", 10_000, 1),
+            batch_max_events=_number(env, "CXONE_PIPELINE_BATCH_MAX_EVENTS", 5_000, 1),
+            batch_max_bytes=_number(env, "CXONE_PIPELINE_BATCH_MAX_BYTES", 8 * 1024 * 1024, 1),
+            max_pending_events=_number(env, "CXONE_PIPELINE_MAX_PENDING_EVENTS", 100_000, 1),
+            store_deadline_seconds=_number(env, "CXONE_PIPELINE_STORE_DEADLINE_SECONDS", 5.0),
             cxone_client_id=env.get("CXONE_CLIENT_ID") or None,
             cxone_client_secret=_secret(env, "CXONE_CLIENT_SECRET"),
             cxone_access_key_id=env.get("CXONE_ACCESS_KEY_ID") or None,
@@ -140,5 +151,13 @@ class Settings:
             + (env.get("CXONE_DATAACTIONS_PATH") or "api/v2/dataactions").strip("/"),
             cxone_scope=env.get("CXONE_SCOPE")
             or "dataactions:read dataactions:write dataactions:execute",
-            cxone_deadline_seconds=_float(env, "CXONE_DEADLINE_SECONDS", 60.0, 1.0),
+            cxone_deadline_seconds=_number(env, "CXONE_DEADLINE_SECONDS", 60.0, 1.0),
+            sensor_interval_seconds=_number(env, "CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", 30, 1),
+            sensor_lookback_hours=_number(env, "CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS", 3),
+            close_grace_seconds=_number(env, "CXONE_PIPELINE_CLOSE_GRACE_SECONDS", 120),
+            open_hour_refresh_seconds=_number(env, "CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS", 900),
+            reconcile_days=_number(env, "CXONE_PIPELINE_RECONCILE_DAYS", 2),
+            reconcile_cron=env.get("CXONE_PIPELINE_RECONCILE_CRON") or "0 3 * * *",
+            quarantine_rate_max=_number(env, "CXONE_PIPELINE_QUARANTINE_RATE_MAX", 0.01, 0.0, 1.0),
+            backfill_hours_per_run=_number(env, "CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", 24, 1),
         )

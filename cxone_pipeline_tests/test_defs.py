@@ -284,7 +284,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CXONE_PIPELINE_RECONCILE_CRON", "15 4 * * *")
     monkeypatch.setenv("CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS", "5")
     monkeypatch.setenv("CXONE_PIPELINE_QUARANTINE_RATE_MAX", "0.05")
-    configured = build_definitions(Settings(partitions_start="2026-11-01-00:00"))
+    monkeypatch.setenv("CXONE_PIPELINE_PARTITIONS_START", "2026-11-01-00:00")
+    configured = build_definitions(Settings.from_env())
 
     assert configured.resolve_sensor_def("staging_sensor").minimum_interval_seconds == 5
     assert configured.resolve_schedule_def("nightly_reconcile").cron_schedule == "15 4 * * *"
@@ -309,5 +310,5 @@ def test_malformed_settings_name_the_variable(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=message) as raised:
-        build_definitions(Settings())
+        build_definitions(Settings.from_env())
     assert name in str(raised.value)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from cxone_pipeline.settings import Secret, Settings, SettingsError
+
+
+def test_defaults_without_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.lake_url == ".lake"
+    assert settings.ingest_tokens == ()
+    assert settings.max_body_bytes == 1024 * 1024
+    assert (settings.batch_max_events, settings.batch_max_bytes) == (5_000, 8 * 1024 * 1024)
+    assert settings.store_deadline_seconds == 5.0
+    assert settings.partitions_start == "2025-01-01-00:00"
+    assert settings.schemas_dir.name == "schemas" and (settings.schemas_dir / "call_event").is_dir()
+
+
+def test_tokens_rotate_and_secrets_never_show() -> None:
+    settings = Settings.from_env(
+        {
+            "CXONE_PIPELINE_INGEST_TOKEN": " new-token , old-token ,",
+            "CXONE_PIPELINE_HMAC_SECRET": "hmac-secret",
+            "CXONE_CLIENT_SECRET": "client-secret",
+        }
+    )
+    assert [t.reveal() for t in settings.ingest_tokens] == ["new-token", "old-token"]
+    shown = repr(settings) + str(settings.ingest_tokens) + f"{settings.hmac_secret}"
+    for secret in ("new-token", "old-token", "hmac-secret", "client-secret"):
+        assert secret not in shown
+    assert repr(Secret("x")) == "Secret('***')"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "CXONE_PIPELINE_MAX_BODY_BYTES",
+            "lots",
+            "CXONE_PIPELINE_MAX_BODY_BYTES='lots' is not an integer",
+        ),
+        (
+            "CXONE_PIPELINE_MAX_BODY_BYTES",
+            "0",
+            "CXONE_PIPELINE_MAX_BODY_BYTES=0 must be at least 1",
+        ),
+        ("CXONE_PIPELINE_STORE_DEADLINE_SECONDS", "soon", "is not a number"),
+        ("CXONE_PIPELINE_QUARANTINE_RATE_MAX", "1.5", "=1.5 must be between 0 and 1"),
+        ("CXONE_PIPELINE_S3_SSE", "rot13", "use AES256, aws:kms or aws:kms:dsse"),
+    ],
+)
+def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({name: value})
+    assert message in str(raised.value)
