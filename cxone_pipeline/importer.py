@@ -31,7 +31,7 @@ from cxone_pipeline.lake.layout import (
     validate_subject,
 )
 from cxone_pipeline.lake.store import Store, StoreError
-from cxone_pipeline.landing.intake import IntakeError, _loads, envelope_lines
+from cxone_pipeline.landing.intake import IntakeError, envelope_lines, parse_json
 
 MAX_EVENTS_PER_OBJECT = 50_000
 # Epoch numbers at least this large are milliseconds: as seconds they would be past year 5000.
@@ -125,7 +125,7 @@ def _open(path: Path) -> IO[bytes]:
 
 def _parse_json(data: bytes, where: str) -> Any:
     try:
-        return _loads(data.decode("utf-8"), where)
+        return parse_json(data.decode("utf-8"), where)
     except UnicodeDecodeError as exc:
         raise ImportInputError(f"{where} is not valid UTF-8 (byte {exc.start})") from None
     except IntakeError as exc:

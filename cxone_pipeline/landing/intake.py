@@ -114,7 +114,9 @@ _decoder = json.JSONDecoder(
 )
 
 
-def _loads(text: str, where: str) -> Any:
+def parse_json(text: str, where: str) -> Any:
+    """One JSON value, strictly: no duplicate keys, NaN, out-of-range numbers or deep nesting;
+    errors name `where` ("body", "line 3", a file and line)."""
     try:
         value, end = _decoder.raw_decode(text, _skip_space(text, 0))
     except RecursionError:
@@ -160,12 +162,12 @@ def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]
     if fmt == "ndjson":
         # Only "\n" ends an NDJSON line: U+2028, U+0085 and friends are legal inside strings.
         events = [
-            _loads(line, f"line {n}")
+            parse_json(line, f"line {n}")
             for n, line in enumerate(text.split("\n"), 1)
             if line.strip(_JSON_SPACE)
         ]
     else:
-        value = _loads(text, "body")
+        value = parse_json(text, "body")
         events = value if isinstance(value, list) else [value]
     if not events:
         raise invalid_json("body holds no events")
