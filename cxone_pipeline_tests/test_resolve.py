@@ -203,3 +203,12 @@ def test_lines_conflicting_with_the_rest_are_isolated_not_fatal(call_event):
         "e25": "invalid_record",
         "raw": "not_an_object",
     }
+
+
+def test_many_objects_and_a_corrupt_one(call_event):
+    objects = [staged(envelope(f"e{i:02d}", {**V2, "duration": i}, second=i)) for i in range(20)]
+    objects[7] = b"\x1f\x8b not really gzip"
+    result = transform(objects, call_event)
+    assert result.table.column("duration_seconds").to_pylist() == [i for i in range(20) if i != 7]
+    assert [(r.code, r.message[:9]) for r in result.rejects] == [("not_an_object", "object 7:")]
+    assert result.rejects[0].envelope == {"raw": "\x1f\ufffd not really gzip"}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ from cxone_pipeline.resolve.records import resolve_record
 from cxone_pipeline.resolve.rejects import Reject
 
 _RECEIVED_TYPE = pa.timestamp("us", tz="UTC")
+_Parsed = columnar.ParsedObject | MalformedEnvelope
 
 
 @dataclass
@@ -117,8 +118,8 @@ def transform(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> Trans
     batches = _read(staged_objects, subject, outcome)
     kept, duplicates = _dedupe(batches, outcome)
     plans = columnar.plan_versions(subject)
-    for batch in batches:
-        _resolve_batch(batch, kept, subject, plans, outcome)
+    while batches:  # popped: a resolved batch's lines and columns are freed at once
+        _resolve_batch(batches.pop(), kept, subject, plans, outcome)
     for staged, received_us in outcome.exact:
         if received_us is not None and kept[staged.seq]:
             _resolve_record(staged, received_us, subject, outcome)
@@ -132,7 +133,7 @@ def _read(
     costs of Arrow kernels are then paid per batch, not per object)."""
     payload_types = columnar.explicit_payload_types(subject)
 
-    def parse(data: bytes) -> columnar.ParsedObject | MalformedEnvelope:
+    def parse(data: bytes) -> _Parsed:
         try:
             return columnar.parse_object(staged_lines(data), payload_types)
         except MalformedEnvelope as exc:
@@ -143,9 +144,7 @@ def _read(
     pending = _Pending()
     seq = 0
     with ThreadPoolExecutor(max_workers=_PARSE_THREADS) as pool:
-        for number, (data, parsed) in enumerate(
-            zip(objects, pool.map(parse, objects), strict=True)
-        ):
+        for number, (data, parsed) in enumerate(_in_order(pool, parse, objects)):
             if isinstance(parsed, MalformedEnvelope):
                 raw = {"raw": data[:1024].decode("utf-8", errors="replace")}
                 message = f"object {number}: {parsed}"
@@ -165,6 +164,23 @@ def _read(
 
 
 _PARSE_THREADS = min(8, os.cpu_count() or 1)
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, parse: Callable[[bytes], _Parsed], objects: list[bytes]
+) -> Iterator[tuple[bytes, _Parsed]]:
+    """(object, parse result) in input order, with at most two parses per thread in flight,
+    so parsed objects wait in memory only briefly."""
+    window: deque[tuple[bytes, Future[_Parsed]]] = deque()
+    for data in objects:
+        window.append((data, pool.submit(parse, data)))
+        if len(window) > 2 * _PARSE_THREADS:
+            data, future = window.popleft()
+            yield data, future.result()
+    for data, future in window:
+        yield data, future.result()
+
+
 _BATCH_ROWS = 250_000
 
 
