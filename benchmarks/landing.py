@@ -533,7 +533,7 @@ def report(rows: list[Row], args: argparse.Namespace, notes: str) -> str:
             f"Machine: {notes}",
             "",
             "Each server is its own process with the uvicorn options of `cxone-pipeline serve` "
-            "(one worker, uvloop + httptools, access log on); the bare app is served through "
+            "(one worker, uvloop + httptools, no access log); the bare app is served through "
             f"that same command. wrk ({args.wrk_threads} thread) on the same machine posts "
             "distinct ~230-byte JSON events with `Authorization: Bearer`; "
             f"{args.seconds} s per run after a {args.warmup} s warm-up, configurations "

@@ -12,6 +12,7 @@ from typing import Any
 from cxone_pipeline.lake.layout import parse_staging_key
 from cxone_pipeline.lake.store import Store
 from cxone_pipeline.landing.app import create_app
+from cxone_pipeline.landing.command import KEEP_ALIVE_SECONDS
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, Secret, Settings
 from cxone_pipeline_tests.servers import uvicorn_thread
 
@@ -30,7 +31,7 @@ TEST_SETTINGS = Settings(
 @contextmanager
 def running_landing(store: Store, **overrides: Any) -> Iterator[str]:
     settings = dataclasses.replace(TEST_SETTINGS, **overrides)
-    with uvicorn_thread(create_app(settings, store)) as url:
+    with uvicorn_thread(create_app(settings, store), timeout_keep_alive=KEEP_ALIVE_SECONDS) as url:
         yield url
 
 

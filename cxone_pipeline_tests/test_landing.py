@@ -4,6 +4,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -255,11 +256,12 @@ def test_store_failure_answers_503_and_acknowledges_nothing_unwritten(tmp_path) 
         metrics = httpx.get(url + "/metrics").text
     assert (failed.status_code, failed.json()["error"]) == (503, "store_unavailable")
     assert failed.headers["Retry-After"] == "1"
-    assert 0.3 < elapsed < 5
+    assert elapsed < 5  # within the deadline (0.5 s), give or take a busy machine
     assert ready_during.status_code == 503
     assert recovered.status_code == 202
     assert [e["event_id"] for e in staged_envelopes(store)] == ["after"]
-    assert "cxone_landing_store_errors_total" in metrics
+    retries = re.search(r"^cxone_landing_store_errors_total (\S+)$", metrics, re.M)
+    assert retries is not None and float(retries.group(1)) >= 2  # it retried before giving up
     assert 'cxone_landing_requests_rejected_total{reason="store_unavailable"} 1.0' in metrics
 
 

@@ -62,8 +62,8 @@ class GroupCommitter:
         self._queues: dict[str, deque[_Request]] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._pending_events = 0
-        # Store writes get their own threads: a hanging store must not starve compression
-        # and readiness probes, which use the default executor.
+        # Store writes get their own threads: a hanging store must not starve the readiness
+        # probes, which use the default executor.
         self._put_slots = asyncio.Semaphore(MAX_PUTS_IN_FLIGHT)
         self._put_threads = ThreadPoolExecutor(MAX_PUTS_IN_FLIGHT, thread_name_prefix="store-put")
         self._closing = False
@@ -147,15 +147,14 @@ class GroupCommitter:
         # failing write counts, so every request is answered within the deadline.
         deadline = batch[0].arrived + self._deadline
         key = staging_key(subject, batch[0].received_at)
-        data = b"".join(line for request in batch for line in request.lines)
-        payload = await asyncio.to_thread(gzip.compress, data, 5, mtime=0)
+        lines = [line for request in batch for line in request.lines]
         if time.monotonic() >= deadline:
             raise self._timed_out()
         delay = 0.05
         while True:
             remaining = deadline - time.monotonic()
             try:
-                await self._put(key, payload, max(remaining, 0.001))
+                await self._put(key, lines, max(remaining, 0.001))
                 break
             except (StoreError, asyncio.TimeoutError) as exc:
                 self._metrics.store_errors.inc()
@@ -167,16 +166,19 @@ class GroupCommitter:
         self.last_write = (time.monotonic(), True)
         self._metrics.flush_seconds.observe(time.monotonic() - started)
 
-    async def _put(self, key: str, payload: bytes, timeout: float) -> None:
-        """One store write in a worker thread. A write that outlives `timeout` is abandoned, not
-        stopped (threads cannot be), so it keeps its slot until it ends: a store that hangs
-        costs at most MAX_PUTS_IN_FLIGHT threads, however long the outage."""
+    async def _put(self, key: str, lines: list[bytes], timeout: float) -> None:
+        """Compress and write in one worker-thread call (one hand-off per write). A write that
+        outlives `timeout` is abandoned, not stopped (threads cannot be), so it keeps its slot
+        until it ends: a store that hangs costs at most MAX_PUTS_IN_FLIGHT threads."""
         started = time.monotonic()
         await asyncio.wait_for(self._put_slots.acquire(), timeout)
         loop = asyncio.get_running_loop()
-        put = loop.run_in_executor(self._put_threads, self._store.put, key, payload)
+        put = loop.run_in_executor(self._put_threads, self._compress_and_put, key, lines)
         put.add_done_callback(self._release_put_slot)
         await asyncio.wait_for(asyncio.shield(put), timeout - (time.monotonic() - started))
+
+    def _compress_and_put(self, key: str, lines: list[bytes]) -> None:
+        self._store.put(key, gzip.compress(b"".join(lines), 5, mtime=0))
 
     def _release_put_slot(self, put: asyncio.Future[None]) -> None:
         self._put_slots.release()
