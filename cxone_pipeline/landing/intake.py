@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from cxone_pipeline.lake.envelope import event_id, format_received_at
 
 JSON_TYPES = frozenset({"", "application/json", "text/plain", "text/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -197,27 +198,6 @@ def header_token(headers: Mapping[str, str], name: str) -> str | None:
             f"{name} must be 1-128 characters of letters, digits and ._:@/+=-",
         )
     return value
-
-
-def canonical_json(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def event_id(payload: Mapping[str, Any], idempotency_key: str | None) -> str:
-    """The payload's own id, else the Idempotency-Key, else a hash of its canonical JSON."""
-    for field in ("eventId", "event_id"):
-        value = payload.get(field)
-        if isinstance(value, str) and 0 < len(value) <= 256:
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-    if idempotency_key is not None:
-        return idempotency_key
-    return "sha256:" + hashlib.sha256(canonical_json(payload)).hexdigest()
-
-
-def format_received_at(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def envelope_lines(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import zlib
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from cxone_pipeline.lake.envelope import event_id as derive_event_id
 from cxone_pipeline.resolve.rejects import Reject
 
 NOT_AN_OBJECT = "not_an_object"
@@ -54,18 +54,8 @@ def parse_envelope(seq: int, line: bytes) -> Envelope:
         raise MalformedEnvelope("envelope has no 'received_at' timestamp")
     event_id = envelope.get("event_id")
     if not isinstance(event_id, str) or not event_id:
-        event_id = derived_event_id(payload)
+        event_id = derive_event_id(payload)
     return Envelope(seq, envelope, payload, event_id, received_at)
-
-
-def derived_event_id(payload: dict[str, Any]) -> str:
-    """DESIGN.md's event id for an envelope without one: payload id, else a content hash."""
-    for key in ("eventId", "event_id"):
-        value = payload.get(key)
-        if isinstance(value, str) and value:
-            return value
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def line_reject(line: bytes, message: str) -> Reject:
