@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
+import cxone_pipeline.resolve.engine as engine
 from cxone_pipeline.registry import load_subject
 from cxone_pipeline.resolve import (
     REJECT_CODES,
@@ -76,10 +77,15 @@ def test_every_version_lands_in_canonical_columns(call_event):
     assert result.rows_per_version == {"v1": 1, "v2": 1, "v3": 1}
 
 
-def test_plain_ndjson_is_read_like_gzip(call_event):
+def test_plain_and_crlf_ndjson_are_read_like_gzip(call_event, monkeypatch):
     lines = (envelope("a", V1, 1), envelope("b", V2, 2))
+    gzipped = transform([staged(*lines)], call_event)
     plain = transform([staged(*lines, compress=False)], call_event)
-    assert plain.table.equals(transform([staged(*lines)], call_event).table)
+    monkeypatch.setattr(engine, "resolve_record", None)  # CRLF lines take the columnar path too
+    crlf = transform([("\r\n".join(lines) + "\r\n\r\n").encode()], call_event)
+    assert gzipped.table.num_rows == 2
+    assert plain.table.equals(gzipped.table)
+    assert crlf.table.equals(gzipped.table)
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,8 @@ def staged_lines(data: bytes) -> list[bytes]:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise MalformedEnvelope(f"staged object is not readable gzip: {exc}") from exc
-    return [line for line in data.split(b"\n") if line.strip()]
+    # Stripped: a CRLF file dropped by hand reads like the landing's own objects.
+    return [stripped for line in data.split(b"\n") if (stripped := line.strip())]
 
 
 def parse_envelope(seq: int, line: bytes) -> Envelope:
