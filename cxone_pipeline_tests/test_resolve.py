@@ -218,3 +218,15 @@ def test_many_objects_and_a_corrupt_one(call_event):
     assert result.table.column("duration_seconds").to_pylist() == [i for i in range(20) if i != 7]
     assert [(r.code, r.message[:9]) for r in result.rejects] == [("not_an_object", "object 7:")]
     assert result.rejects[0].envelope == {"raw": "\x1f\ufffd not really gzip"}
+
+
+def test_a_conflict_learnt_in_one_object_sets_lines_aside_in_the_next(call_event):
+    objects = []
+    for part in range(3):
+        lines = [envelope(f"e{part}{i}", {**V2, "duration": i}, second=i) for i in range(10)]
+        lines[3 + part] = envelope(f"e{part}{3 + part}", {**V2, "duration": "long"})
+        objects.append(staged(*lines))
+    result = transform(objects, call_event)
+    assert result.table.num_rows == 27
+    assert sorted(r.envelope["event_id"] for r in result.rejects) == ["e03", "e14", "e25"]
+    assert {r.code for r in result.rejects} == {"no_matching_schema"}

@@ -253,20 +253,27 @@ class ParsedObject:
     nulls: np.ndarray  # ObjectLines.null_counts, stacked: [occurrences of null, envelope's]
 
 
-def parse_object(lines: list[bytes], payload_types: pa.StructType) -> ParsedObject:
+def parse_object(
+    lines: list[bytes], payload_types: pa.StructType, conflicts: set[bytes]
+) -> ParsedObject:
     """Everything Arrow does for one staged object; Arrow releases the GIL, so objects can be
-    parsed on several threads."""
+    parsed on several threads. `conflicts` is shared by the objects of one call."""
     staged = ObjectLines.of(lines)
-    runs, leftovers = parse_runs(staged, payload_types)
+    runs, leftovers = parse_runs(staged, payload_types, conflicts)
     nulls = np.stack(staged.null_counts()) if runs else np.zeros((2, 0), dtype=np.int64)
     return ParsedObject(staged, runs, leftovers, nulls)
 
 
 def parse_runs(
-    staged: ObjectLines, payload_types: pa.StructType
+    staged: ObjectLines, payload_types: pa.StructType, conflicts: set[bytes]
 ) -> tuple[list[ArrowRun], list[int]]:
     """Parse lines with Arrow where it can; lines it cannot (not JSON, a value whose type
-    conflicts with the other lines', ...) are returned by index for the per-record reader."""
+    conflicts with the other lines', ...) are returned by index for the per-record reader.
+
+    `conflicts` holds the patterns of values that conflicted in earlier objects (a number
+    field sent as text, say); lines matching one are set aside before the first parse, which
+    then does not fail on them. New conflicts are added to it.
+    """
     schema = pa.schema(
         [("event_id", pa.string()), ("received_at", pa.string()), ("payload", payload_types)]
     )
@@ -276,6 +283,10 @@ def parse_runs(
     # A line that is not braced cannot be an envelope (a truncated line, a JSON array): sifting
     # them out here saves Arrow a failed parse each.
     braced = staged.braced()
+    for pattern in tuple(conflicts):
+        suspects = _rows_matching(re.compile(pattern), staged.text, staged.lengths)
+        if suspects.sum() * 2 <= len(lines):  # only ever set a minority aside
+            braced &= ~suspects
     leftovers: list[int] = np.flatnonzero(~braced).tolist()
     pending = [np.flatnonzero(braced)]
     while pending:
@@ -297,10 +308,12 @@ def parse_runs(
                 leftovers.extend(rows.tolist())
                 continue
             leftovers.append(int(rows[bad]))
-            suspects = _conflicting(str(exc), text, staged.lengths[rows])
-            if suspects is None:
+            conflict = _conflicting(str(exc), text, staged.lengths[rows])
+            if conflict is None:
                 pending += [rows[:bad], rows[bad + 1 :]]
             else:
+                pattern, suspects = conflict
+                conflicts.add(pattern.pattern)
                 suspects[bad] = False
                 leftovers.extend(rows[suspects].tolist())
                 suspects[bad] = True
@@ -316,25 +329,33 @@ def parse_runs(
     return runs, sorted(leftovers)
 
 
-def _conflicting(error: str, text: bytes, lengths: np.ndarray) -> np.ndarray | None:
-    """Rows (of `text`, lines of `lengths` bytes) whose value for the key of a type conflict
-    has the minority type, found in one pass; None if the error is not a type conflict.
+def _conflicting(
+    error: str, text: bytes, lengths: np.ndarray
+) -> tuple[re.Pattern[bytes], np.ndarray] | None:
+    """For a type conflict, the pattern of the minority type's values and the rows (of `text`,
+    lines of `lengths` bytes) matching it, found in one pass; None for any other error.
     Sending a few good rows to the per-record path as well is harmless."""
     match = _CONFLICT.search(error)
     if match is None or match["new"] not in _VALUE_START or match["old"] not in _VALUE_START:
         return None
     key = re.escape(match["path"].rsplit("/", 1)[-1].encode())
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
-    masks = []
+    found = []
     for kind in (match["new"], match["old"]):
         pattern = re.compile(rb'"' + key + rb'"\s*:\s*' + _VALUE_START[kind])
-        positions = np.fromiter((m.start() for m in pattern.finditer(text)), dtype=np.int64)
-        mask = np.zeros(len(lengths), dtype=bool)
-        mask[np.searchsorted(starts, positions, side="right") - 1] = True
-        if mask.sum() * 2 <= len(lengths):
-            return mask if mask.any() else None
-        masks.append(mask)
-    return min(masks, key=lambda mask: int(mask.sum()))
+        rows = _rows_matching(pattern, text, lengths)
+        if rows.sum() * 2 <= len(lengths):
+            return (pattern, rows) if rows.any() else None
+        found.append((pattern, rows))
+    return min(found, key=lambda item: int(item[1].sum()))
+
+
+def _rows_matching(pattern: re.Pattern[bytes], text: bytes, lengths: np.ndarray) -> np.ndarray:
+    """Rows of `text` (lines of `lengths` bytes joined by newlines) where `pattern` matches."""
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+    positions = np.fromiter((m.start() for m in pattern.finditer(text)), dtype=np.int64)
+    rows = np.zeros(len(lengths), dtype=bool)
+    rows[np.searchsorted(starts, positions, side="right") - 1] = True
+    return rows
 
 
 def null_free(nulls: np.ndarray, envelope_nulls: np.ndarray, payload: pa.StructArray) -> np.ndarray:

@@ -132,10 +132,11 @@ def _read(
     """Parse every staged object; Arrow-parsed rows are gathered into large batches (per-call
     costs of Arrow kernels are then paid per batch, not per object)."""
     payload_types = columnar.explicit_payload_types(subject)
+    conflicts: set[bytes] = set()
 
     def parse(data: bytes) -> _Parsed:
         try:
-            return columnar.parse_object(staged_lines(data), payload_types)
+            return columnar.parse_object(staged_lines(data), payload_types, conflicts)
         except MalformedEnvelope as exc:
             return exc
 
