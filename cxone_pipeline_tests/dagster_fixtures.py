@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, materialize
 from dagster_aws.s3 import S3Resource
 
+from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
-from cxone_pipeline.lake.layout import hour_floor, import_key
+from cxone_pipeline.lake.layout import hour_floor, import_key, partition_key
 from cxone_pipeline.lake.store import LocalStore, S3Store, Store, s3_client
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 
@@ -109,3 +110,18 @@ def lake(tmp_path: Path) -> Lake:
 def instance() -> Iterator[DagsterInstance]:
     with DagsterInstance.ephemeral() as test_instance:
         yield test_instance
+
+
+START = "2025-01-01-00:00"
+CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), hours_per_run=24)
+
+
+def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> None:
+    """Materialize curated/quarantine call_event for one hour, as a sensor-launched run would."""
+    result = materialize(
+        [CURATE_CALLS],
+        partition_key=partition_key(hour),
+        resources=lake.resources(),
+        instance=instance,
+    )
+    assert result.success

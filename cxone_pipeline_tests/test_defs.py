@@ -21,6 +21,8 @@ from cxone_pipeline.lake.layout import curated_key, partition_key, quarantine_ke
 from cxone_pipeline.resolve import read_parquet, read_rejects
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, Settings, SettingsError
 from cxone_pipeline_tests.dagster_fixtures import (
+    CURATE_CALLS,
+    START,
     Lake,
     call_events,
     closed_hour,
@@ -29,10 +31,7 @@ from cxone_pipeline_tests.dagster_fixtures import (
     stage,
 )
 
-pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
-
-PARTITIONS = hourly_partitions("2025-01-01-00:00")
-CURATE_CALLS = curate_assets("call_event", PARTITIONS, hours_per_run=24)
+PARTITIONS = hourly_partitions(START)
 CURATED = AssetKey(["curated", "call_event"])
 QUARANTINE = AssetKey(["quarantine", "call_event"])
 

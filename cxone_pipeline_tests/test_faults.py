@@ -32,12 +32,10 @@ from cxone_pipeline.lake.store import LocalStore, S3Store, Store, s3_client
 from cxone_pipeline.registry import load_subject
 from cxone_pipeline.resolve import read_parquet
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
-from cxone_pipeline_tests.dagster_fixtures import CALL_PAYLOADS, s3_lake
+from cxone_pipeline_tests.dagster_fixtures import CALL_PAYLOADS, materialize_hour, s3_lake
 from cxone_pipeline_tests.landing_fixtures import TOKEN, staged_envelopes, staged_objects
 from cxone_pipeline_tests.servers import TcpProxy, cli_process, free_port, wait_for_http
-from cxone_pipeline_tests.test_sensor import materialize_hour, tick
-
-pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
+from cxone_pipeline_tests.test_sensor import tick
 
 SUBJECT = "call_event"
 EVENTS_PER_REQUEST = 20

@@ -11,11 +11,15 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
 from cxone_pipeline.lake.layout import partition_key
 from cxone_pipeline.settings import PROJECT_ROOT
-from cxone_pipeline_tests.dagster_fixtures import Lake, call_events, closed_hour, stage
+from cxone_pipeline_tests.dagster_fixtures import (
+    CURATE_CALLS,
+    Lake,
+    call_events,
+    closed_hour,
+    stage,
+)
 from cxone_pipeline_tests.postgres import postgres_server
-from cxone_pipeline_tests.test_sensor import CURATE_CALLS, requested, tick
-
-pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
+from cxone_pipeline_tests.test_sensor import requested, tick
 
 
 @pytest.fixture(scope="module")

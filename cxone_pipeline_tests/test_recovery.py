@@ -16,9 +16,9 @@ from dagster import AssetCheckSeverity, build_schedule_context, instance_for_tes
 from cxone_pipeline.lake.layout import curated_key, hour_floor, partition_key, quarantine_key
 from cxone_pipeline.resolve import read_parquet
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
-from cxone_pipeline_tests.dagster_fixtures import CALL_PAYLOADS, local_lake
+from cxone_pipeline_tests.dagster_fixtures import CALL_PAYLOADS, CURATE_CALLS, local_lake
 from cxone_pipeline_tests.landing_fixtures import AUTH, running_landing
-from cxone_pipeline_tests.test_schedule import CURATE_CALLS, SCHEDULE, V4
+from cxone_pipeline_tests.test_schedule import SCHEDULE, V4
 
 V4_PAYLOAD = {**CALL_PAYLOADS["v3"], "wrapUpCode": "RESOLVED"}
 POSTS = [

@@ -15,30 +15,26 @@ from dagster import (
     SkipReason,
     build_schedule_context,
     instance_for_test,
-    materialize,
 )
 
-from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.lake.layout import curated_key, partition_hour, partition_key, quarantine_key
 from cxone_pipeline.resolve import read_parquet
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.dagster_fixtures import (
     CALL_PAYLOADS,
+    START,
     Lake,
     call_events,
     closed_hour,
     envelope,
+    materialize_hour,
     stage,
 )
 
-pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
-
-START = "2025-01-01-00:00"
 SCHEDULE = build_reconcile_schedule(
     ["agent_state", "call_event"], "0 3 * * *", first_hour=partition_hour(START)
 )
-CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), 24)
 V4 = {
     "type": "record",
     "name": "CallEvent",
@@ -65,16 +61,6 @@ def evaluate(lake: Lake, instance: DagsterInstance) -> list[RunRequest] | SkipRe
     )
     with context:
         return SCHEDULE(context)
-
-
-def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> None:
-    result = materialize(
-        [CURATE_CALLS],
-        partition_key=partition_key(hour),
-        resources=lake.resources(),
-        instance=instance,
-    )
-    assert result.success
 
 
 def test_a_new_schema_version_recovers_quarantined_events(

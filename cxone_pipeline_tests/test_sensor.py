@@ -5,22 +5,24 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from cxone_pipeline.curate import staging_manifest
-from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
 from cxone_pipeline.defs.sensors import build_staging_sensor, run_key
 from cxone_pipeline.lake.layout import hour_floor, hour_prefix, partition_hour, partition_key
 from cxone_pipeline.lake.store import LocalStore
-from cxone_pipeline_tests.dagster_fixtures import Lake, call_events, closed_hour, stage
+from cxone_pipeline_tests.dagster_fixtures import (
+    START,
+    Lake,
+    call_events,
+    closed_hour,
+    materialize_hour,
+    stage,
+)
 
-pytest_plugins = ["cxone_pipeline_tests.dagster_fixtures"]
-
-START = "2025-01-01-00:00"
 SENSOR = build_staging_sensor(
     ["agent_state", "call_event"], interval_seconds=30, first_hour=partition_hour(START)
 )
-CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), 24)
 
 
 def tick(lake: Lake, instance: DagsterInstance, cursor: str | None = None, **knobs) -> SensorResult:
@@ -31,16 +33,6 @@ def tick(lake: Lake, instance: DagsterInstance, cursor: str | None = None, **kno
 
 def requested(result: SensorResult) -> list[tuple[str | None, str | None]]:
     return sorted((r.partition_key, r.run_key) for r in result.run_requests or [])
-
-
-def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> None:
-    result = materialize(
-        [CURATE_CALLS],
-        partition_key=partition_key(hour),
-        resources=lake.resources(),
-        instance=instance,
-    )
-    assert result.success
 
 
 def expected(lake: Lake, hour: datetime) -> tuple[str, str]:
