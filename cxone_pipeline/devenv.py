@@ -82,12 +82,16 @@ def up(args: argparse.Namespace) -> int:
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
         shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    token = os.environ.get("CXONE_PIPELINE_INGEST_TOKEN") or secrets.token_urlsafe(24)
+    configured = os.environ.get("CXONE_PIPELINE_INGEST_TOKEN", "").strip(", ")
+    generated = None if configured else secrets.token_urlsafe(24)
+    # A token the user configured is never printed: the curl below names its variable.
+    shown = generated or "$CXONE_PIPELINE_INGEST_TOKEN (first of the tokens you set)"
+    bearer = generated or "${CXONE_PIPELINE_INGEST_TOKEN%%,*}"  # shell: the first token
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
         "CXONE_PIPELINE_LAKE_URL": os.environ.get("CXONE_PIPELINE_LAKE_URL") or str(ROOT / ".lake"),
-        "CXONE_PIPELINE_INGEST_TOKEN": token,
+        "CXONE_PIPELINE_INGEST_TOKEN": configured or str(generated),
     }
     landing_url = f"http://127.0.0.1:{args.landing_port}"
     dagster_url = f"http://127.0.0.1:{args.dagster_port}"
@@ -99,11 +103,10 @@ def up(args: argparse.Namespace) -> int:
         ],
         "dagster-daemon": [BIN / "dagster-daemon", "run", "-w", ROOT / "workspace.yaml"],
     }
-    processes = {
-        name: subprocess.Popen([str(c) for c in command], cwd=ROOT, env=env)
-        for name, command in commands.items()
-    }
+    processes: dict[str, subprocess.Popen] = {}
     try:
+        for name, command in commands.items():
+            processes[name] = subprocess.Popen([str(c) for c in command], cwd=ROOT, env=env)
         wait_until_up(f"{landing_url}/healthz", processes["landing"])
         wait_until_up(f"{dagster_url}/server_info", processes["dagster-webserver"])
         print(
@@ -112,11 +115,12 @@ cxone-pipeline is running (Ctrl-C stops it)
   landing     {landing_url}/ingest/{{subject}}
   Dagster UI  {dagster_url}
   lake        {env["CXONE_PIPELINE_LAKE_URL"]}
-  token       {token}
+  token       {shown}
 
 Post a sample event:
   curl -X POST {landing_url}/ingest/call_event \\
-    -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\
+    -H "Authorization: Bearer {bearer}" \\
+    -H 'Content-Type: application/json' \\
     -d '{SAMPLE_EVENT}'
 """,
             flush=True,

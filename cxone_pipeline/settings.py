@@ -1,7 +1,8 @@
-"""All configuration, read once from the environment (see the table in README.md)."""
+"""All configuration, read once from the environment (the table in README.md lists it)."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ def _number(
     except ValueError:
         noun = "an integer" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r} is not {noun}") from None
-    if value < minimum or (maximum is not None and value > maximum):
+    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
         bound = (
             f"between {minimum:g} and {maximum:g}"
             if maximum is not None
@@ -137,7 +138,7 @@ class Settings:
             batch_max_events=_number(env, "CXONE_PIPELINE_BATCH_MAX_EVENTS", 5_000, 1),
             batch_max_bytes=_number(env, "CXONE_PIPELINE_BATCH_MAX_BYTES", 8 * 1024 * 1024, 1),
             max_pending_events=_number(env, "CXONE_PIPELINE_MAX_PENDING_EVENTS", 100_000, 1),
-            store_deadline_seconds=_number(env, "CXONE_PIPELINE_STORE_DEADLINE_SECONDS", 5.0),
+            store_deadline_seconds=_number(env, "CXONE_PIPELINE_STORE_DEADLINE_SECONDS", 5.0, 0.1),
             cxone_client_id=env.get("CXONE_CLIENT_ID") or None,
             cxone_client_secret=_secret(env, "CXONE_CLIENT_SECRET"),
             cxone_access_key_id=env.get("CXONE_ACCESS_KEY_ID") or None,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -14,12 +15,14 @@ import pytest
 
 from cxone_pipeline.lake.layout import parse_staging_key
 from cxone_pipeline.lake.store import LocalStore, S3Store, StoreError
+from cxone_pipeline.landing.app import LandingConfigError, create_app
 from cxone_pipeline.landing.auth import sign
 from cxone_pipeline.landing.commit import MAX_PUTS_IN_FLIGHT
 from cxone_pipeline_tests.landing_fixtures import (
     AUTH,
     HMAC_SECRET,
     OLD_TOKEN,
+    TEST_SETTINGS,
     running_landing,
     staged_envelopes,
     staged_objects,
@@ -295,3 +298,41 @@ def test_a_hanging_store_costs_a_bounded_number_of_writes(tmp_path) -> None:
     # every request of the outage would leave one behind, holding a thread and its payload.
     assert store.started == MAX_PUTS_IN_FLIGHT + 1
     assert len(staged_objects(store)) == MAX_PUTS_IN_FLIGHT + 1
+
+
+def test_refuses_to_start_without_subjects(tmp_path) -> None:
+    empty = tmp_path / "schemas"
+    empty.mkdir()
+    with pytest.raises(LandingConfigError, match="no subjects in"):
+        create_app(dataclasses.replace(TEST_SETTINGS, schemas_dir=empty), LocalStore(tmp_path))
+
+
+class BrokenStore(LocalStore):
+    """A store failing in a way no store should: not a StoreError."""
+
+    def put(self, key: str, data: bytes) -> None:
+        if not key.startswith("staging/_probe"):
+            raise RuntimeError("bug in a store implementation")
+        super().put(key, data)
+
+
+def test_an_unexpected_store_failure_is_still_answered(tmp_path) -> None:
+    with running_landing(BrokenStore(tmp_path)) as url:
+        first = post(url, json.dumps(V2))
+        second = post(url, json.dumps(V2))  # the subject's writer survived the first failure
+    assert [(r.status_code, r.json()["error"]) for r in (first, second)] == [
+        (503, "store_unavailable"),
+        (503, "store_unavailable"),
+    ]
+    assert "Retry-After" in first.headers
+
+
+def test_signed_request_without_signing_enabled_is_refused_before_the_body(local_store) -> None:
+    with running_landing(local_store, hmac_secret=None) as url:
+        response = httpx.post(
+            url + "/ingest/call_event",
+            content=b"{}",
+            headers={"X-CXone-Signature": sign(HMAC_SECRET, int(time.time()), b"{}")},
+        )
+    assert (response.status_code, response.json()["error"]) == (401, "unauthorized")
+    assert "signing is not enabled" in response.json()["detail"]

@@ -47,6 +47,9 @@ def test_tokens_rotate_and_secrets_never_show() -> None:
         ("CXONE_PIPELINE_STORE_DEADLINE_SECONDS", "soon", "is not a number"),
         ("CXONE_PIPELINE_QUARANTINE_RATE_MAX", "1.5", "=1.5 must be between 0 and 1"),
         ("CXONE_PIPELINE_S3_SSE", "rot13", "use AES256, aws:kms or aws:kms:dsse"),
+        ("CXONE_PIPELINE_QUARANTINE_RATE_MAX", "nan", "=nan must be between 0 and 1"),
+        ("CXONE_PIPELINE_STORE_DEADLINE_SECONDS", "inf", "=inf must be at least 0.1"),
+        ("CXONE_PIPELINE_STORE_DEADLINE_SECONDS", "0", "=0 must be at least 0.1"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, message: str) -> None:

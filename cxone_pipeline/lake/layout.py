@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 STAGING = "staging"
 CURATED = "curated"
@@ -73,16 +73,6 @@ def partition_hour(key: str) -> datetime:
         raise InvalidName(
             f"invalid hourly partition key {key[:40]!r}: expected YYYY-MM-DD-HH:00"
         ) from None
-
-
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    """Every hour from start's hour up to and including end's hour."""
-    hour, last = hour_floor(start), hour_floor(end)
-    hours = []
-    while hour <= last:
-        hours.append(hour)
-        hour += timedelta(hours=1)
-    return hours
 
 
 def zone_prefix(zone: str, subject: str) -> str:

@@ -48,6 +48,14 @@ class Store(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -72,7 +80,7 @@ class LocalStore:
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_dirs(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 view = memoryview(data)
@@ -82,15 +90,23 @@ class LocalStore:
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(path.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StoreError(f"cannot write {key!r} under {self.root}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _make_dirs(folder: Path) -> None:
+        """mkdir -p, then fsync the parent of every folder created, so a new hour folder
+        survives a power loss as surely as the object written into it."""
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for created in reversed(missing):
+            created.mkdir(exist_ok=True)
+            _fsync_dir(created.parent)
 
     def get(self, key: str) -> bytes:
         try:
@@ -178,8 +194,13 @@ class S3Store:
         self._call("put_object", key, Key=full, Body=data, **self._put_extra)
 
     def get(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
         response = self._call("get_object", key, Key=self.prefix + _check_key(key))
-        return response["Body"].read()
+        try:
+            return response["Body"].read()
+        except BotoCoreError as exc:
+            raise StoreError(f"S3 get_object {self.url}{key} failed while reading: {exc}") from exc
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         kwargs: dict[str, Any] = {"Prefix": self.prefix + prefix, "MaxKeys": self._page_size}

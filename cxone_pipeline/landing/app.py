@@ -45,6 +45,12 @@ class SubjectCatalog:
     def __init__(self, schemas_dir: Path) -> None:
         self._dir = schemas_dir
         self._known = frozenset(discover_subjects(schemas_dir))
+        if not self._known:
+            # Every POST would be a 404 that senders do not retry: refuse to start instead.
+            raise LandingConfigError(
+                f"no subjects in {schemas_dir} (folders with a canonical.avsc): "
+                "set CXONE_PIPELINE_SCHEMAS_DIR to the schema registry"
+            )
 
     def resolve(self, subject: str) -> str:
         if subject not in self._known and is_valid_subject(subject):
@@ -190,6 +196,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             headers=exc.headers,
         )
 
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        metrics.requests_rejected.labels("internal_error").inc()
+        return JSONResponse(
+            {"error": "internal_error", "detail": "unexpected server error; nothing was staged"},
+            status_code=500,
+        )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -203,6 +216,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
     )

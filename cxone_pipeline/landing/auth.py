@@ -49,8 +49,12 @@ class Authenticator:
     def check_bearer(self, headers: Mapping[str, str]) -> None:
         header = headers.get("authorization")
         if header is None:
+            if SIGNATURE_HEADER in headers and self._hmac_key is not None:
+                return  # checked once the body is read
             if SIGNATURE_HEADER in headers:
-                return
+                raise unauthorized(
+                    "request signing is not enabled on this server: use a bearer token"
+                )
             raise unauthorized("missing credentials: send Authorization: Bearer <token>")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

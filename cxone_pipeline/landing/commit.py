@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import random
 import time
 from collections import deque
@@ -20,6 +21,8 @@ from cxone_pipeline.lake.layout import hour_floor, staging_key
 from cxone_pipeline.lake.store import Store, StoreError
 from cxone_pipeline.landing.intake import IntakeError
 from cxone_pipeline.landing.metrics import LandingMetrics
+
+logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SATURATED = 1
 MAX_PUTS_IN_FLIGHT = 8
@@ -109,7 +112,11 @@ class GroupCommitter:
                 events = sum(len(r.lines) for r in batch)
                 try:
                     await self._write(subject, batch)
-                except Unavailable as exc:
+                except Exception as exc:
+                    if not isinstance(exc, Unavailable):
+                        # Not a store outage we know: log it, but still answer every request.
+                        logger.exception("staging write for %s failed unexpectedly", subject)
+                        exc = self._timed_out()
                     for request in batch:
                         if not request.done.done():
                             request.done.set_exception(exc)
