@@ -1,4 +1,4 @@
-"""Shared fixtures: an S3-compatible server (moto, server mode) and lakes to write to."""
+"""Shared fixtures: an S3-compatible server (moto, server mode), lakes, the CXone simulator."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cxone_pipeline.lake.store import LocalStore, S3Store, s3_client
+from cxone_pipeline_tests.cxone_simulator import CXoneSimulator, running_simulator
 from cxone_pipeline_tests.servers import free_port, start_moto, stop_process
 
 # Fake credentials for the loopback S3 server; real AWS is never contacted.
@@ -63,3 +64,10 @@ def local_store(tmp_path: Path) -> LocalStore:
 def store(request: pytest.FixtureRequest) -> LocalStore | S3Store:
     """Each test using this runs once per store implementation."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def sim() -> Iterator[CXoneSimulator]:
+    """The CXone simulator under uvicorn on loopback."""
+    with running_simulator() as simulator:
+        yield simulator

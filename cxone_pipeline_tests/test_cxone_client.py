@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -28,18 +27,11 @@ from cxone_pipeline_tests.cxone_simulator import (
     DATAACTIONS_PATH,
     TENANT_ID,
     CXoneSimulator,
-    running_simulator,
 )
 from cxone_pipeline_tests.servers import free_port
 
 LIST = API_PREFIX + DATAACTIONS_PATH
 FAST = RetryPolicy(deadline=5.0, base_delay=0.01, max_delay=0.05, retry_after_cap=2.0)
-
-
-@pytest.fixture
-def sim() -> Iterator[CXoneSimulator]:
-    with running_simulator() as simulator:
-        yield simulator
 
 
 def config(sim: CXoneSimulator, *, retry: RetryPolicy = FAST, **env: Any) -> CXoneConfig:

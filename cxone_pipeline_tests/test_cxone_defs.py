@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import dagster as dg
 import pytest
 
@@ -13,16 +11,10 @@ from cxone_pipeline.defs.cxone import (
     cxone_resource_from_env,
     register_cxone_webhook,
 )
-from cxone_pipeline_tests.cxone_simulator import CXoneSimulator, running_simulator
+from cxone_pipeline_tests.cxone_simulator import CXoneSimulator
 
 INGEST_TOKEN = "landing-token-41aa"
 URL = "https://landing.example.com/ingest/agent_state"
-
-
-@pytest.fixture
-def sim() -> Iterator[CXoneSimulator]:
-    with running_simulator() as simulator:
-        yield simulator
 
 
 def run_job(resource: CXoneResource, url: str = URL) -> dg.ExecuteInProcessResult:

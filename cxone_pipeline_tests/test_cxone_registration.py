@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,18 +21,11 @@ from cxone_pipeline_tests.cxone_simulator import (
     API_PREFIX,
     DATAACTIONS_PATH,
     CXoneSimulator,
-    running_simulator,
 )
 
 LIST = API_PREFIX + DATAACTIONS_PATH
 INGEST_TOKEN = "landing-token-9d2e"
 URL = "https://landing.example.com/ingest/call_event"
-
-
-@pytest.fixture
-def sim() -> Iterator[CXoneSimulator]:
-    with running_simulator() as simulator:
-        yield simulator
 
 
 def register(sim: CXoneSimulator, url: str = URL, token: str = INGEST_TOKEN) -> RegistrationResult:
