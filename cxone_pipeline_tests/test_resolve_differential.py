@@ -229,18 +229,11 @@ DIFFERENTIAL = settings(
 )
 
 
+@pytest.mark.parametrize("name", ["call_event", "agent_state"])
 @DIFFERENTIAL
 @given(data=st.data())
-def test_call_event_rows_equal_fastavro_resolution(data: st.DataObject):
-    subject = REGISTRY["call_event"]
-    batch = data.draw(staged_batches(subject))
-    assert_matches_oracle(subject, batch, data.draw(st.integers(1, 3)))
-
-
-@DIFFERENTIAL
-@given(data=st.data())
-def test_agent_state_rows_equal_fastavro_resolution(data: st.DataObject):
-    subject = REGISTRY["agent_state"]
+def test_rows_equal_fastavro_resolution(name: str, data: st.DataObject):
+    subject = REGISTRY[name]
     batch = data.draw(staged_batches(subject))
     assert_matches_oracle(subject, batch, data.draw(st.integers(1, 3)))
 
