@@ -23,7 +23,7 @@ from cxone_pipeline.cli import CommandError
 from cxone_pipeline.lake.layout import (
     STAGING,
     InvalidName,
-    hour_floor,
+    change_marker_key,
     hour_prefix,
     import_key,
     partition_hour,
@@ -32,8 +32,10 @@ from cxone_pipeline.lake.layout import (
 )
 from cxone_pipeline.lake.store import Store, StoreError
 from cxone_pipeline.landing.intake import IntakeError, envelope_lines, parse_json
+from cxone_pipeline.registry.subject import SubjectRules
 
 MAX_EVENTS_PER_OBJECT = 50_000
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 # Epoch numbers at least this large are milliseconds: as seconds they would be past year 5000.
 _EPOCH_MS_FROM = 10**11
 _EPOCH_TEXT_RE = re.compile(r"-?[0-9]{1,20}")
@@ -189,6 +191,8 @@ class _Stager:
         if key in self._staged[hour]:
             self._report.objects_skipped += 1
             return
+        # The marker first: the sensor then notices the hour however old it is.
+        self._store.put(change_marker_key(self._subject, hour, datetime.now(timezone.utc)), b"")
         self._store.put(key, gzip.compress(data, 6, mtime=0))
         self._staged[hour].add(key)
         self._report.objects_written += 1
@@ -203,15 +207,20 @@ def import_files(
     hour: str | None = None,
     progress: Progress | None = None,
     max_events_per_object: int = MAX_EVENTS_PER_OBJECT,
+    rules: SubjectRules | None = None,
+    first_hour: datetime = EARLIEST,
 ) -> ImportReport:
-    """Stage every event of `paths` for `subject`, dated by `time_field` or all in `hour`.
+    """Stage every event of `paths` for `subject`, dated by `time_field` or all in `hour`
+    (the envelope's `received_at`), or by the subject's event time when it declares one.
+    Subjects partitioned by event time stage each event under its event time's hour.
 
     Raises ImportInputError (bad option, missing file, bad JSON, event without a time),
     InvalidName (bad subject) or StoreError. What was written before an error stays;
     re-running skips it.
     """
     validate_subject(subject)
-    received_at = _dating(time_field, hour)
+    rules = rules or SubjectRules()
+    received_at = _dating(time_field, hour, rules)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ImportInputError(f"no such file: {', '.join(missing)}")
@@ -221,10 +230,10 @@ def import_files(
         for where, payload in read_events(path):
             moment = received_at(payload, where)
             try:
-                _, lines = envelope_lines([payload], moment, None, None)
+                staged = envelope_lines([payload], moment, None, None, rules, first_hour)
             except IntakeError as exc:
                 raise ImportInputError(f"{where}: {exc.detail}") from None
-            event_hour = hour_floor(moment)
+            ((event_hour, lines),) = staged.by_hour.items()
             stager.add(event_hour, lines[0])
             report.events += 1
             report.hours.add(event_hour)
@@ -236,14 +245,35 @@ def import_files(
     return report
 
 
-def _dating(time_field: str | None, hour: str | None) -> Callable[[dict[str, Any], str], datetime]:
-    """How an event's `received_at` is found: its `time_field`, or the fixed `hour`."""
-    if (time_field is None) == (hour is None):
-        raise ImportInputError("give exactly one of --time-field FIELD or --hour YYYY-MM-DD-HH:00")
-    if time_field is None:
+def _dating(
+    time_field: str | None, hour: str | None, rules: SubjectRules
+) -> Callable[[dict[str, Any], str], datetime]:
+    """How an event's `received_at` is found: its `time_field`, the fixed `hour`, or the
+    subject's event time."""
+    if time_field is not None and hour is not None:
+        raise ImportInputError("give only one of --time-field FIELD or --hour YYYY-MM-DD-HH:00")
+    if hour is not None:
         fixed = partition_hour(hour)
         return lambda payload, where: fixed
-    return lambda payload, where: _event_time(payload, time_field, where)
+    if time_field is not None:
+        return lambda payload, where: _event_time(payload, time_field, where)
+    if rules.event_time_field is None:
+        raise ImportInputError(
+            "give --time-field FIELD or --hour YYYY-MM-DD-HH:00 (the subject declares no "
+            "event time)"
+        )
+    return lambda payload, where: _rules_time(payload, rules, where)
+
+
+def _rules_time(payload: dict[str, Any], rules: SubjectRules, where: str) -> datetime:
+    moment = rules.event_time(payload)
+    if moment is None:
+        assert rules.event_time_field is not None
+        raise ImportInputError(
+            f"{where}: no readable {rules.event_time_field.name!r} (spelled "
+            f"{' or '.join(rules.event_time_field.keys)}): pass --time-field or --hour"
+        )
+    return moment
 
 
 def _event_time(payload: dict[str, Any], time_field: str, where: str) -> datetime:
@@ -272,7 +302,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--time-field",
         metavar="FIELD",
-        help="payload field holding each event's time: ISO-8601 with offset, or epoch s/ms",
+        help="payload field holding each event's time: ISO-8601 with offset, or epoch s/ms "
+        "(default for subjects with an event time in subject.json: that field)",
     )
     parser.add_argument(
         "--hour", metavar="YYYY-MM-DD-HH:00", help="stage every event in this UTC hour instead"
@@ -282,7 +313,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def import_command(args: argparse.Namespace) -> int:
     from cxone_pipeline.lake.store import open_store
-    from cxone_pipeline.registry import discover_subjects
+    from cxone_pipeline.registry import SchemaError, discover_subjects, load_subject
     from cxone_pipeline.settings import Settings, SettingsError
 
     try:
@@ -299,8 +330,10 @@ def import_command(args: argparse.Namespace) -> int:
             time_field=args.time_field,
             hour=args.hour,
             progress=Progress(sys.stderr),
+            rules=load_subject(settings.schemas_dir, args.subject).rules,
+            first_hour=partition_hour(settings.partitions_start),
         )
-    except (SettingsError, ImportInputError, InvalidName, StoreError) as exc:
+    except (SettingsError, ImportInputError, InvalidName, StoreError, SchemaError) as exc:
         raise CommandError(str(exc)) from None
     print(report.summary(args.subject))
     if report.hours and partition_key(min(report.hours)) < settings.partitions_start:

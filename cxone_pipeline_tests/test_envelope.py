@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from cxone_pipeline.lake.envelope import event_id
 from cxone_pipeline.landing.intake import envelope_lines
 from cxone_pipeline.registry import load_subject
+from cxone_pipeline.registry.subject import SubjectRules
 from cxone_pipeline.resolve import transform
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 
@@ -17,9 +18,9 @@ def test_engine_and_landing_derive_the_same_ids() -> None:
         {"customerId": "Zoë", "duration": 3, "agentId": "ä-1"},  # non-ASCII, no id
         {"customerId": "c", "duration": 4, "agentId": "a", "eventId": 12345},  # integer id
     ]
-    ids, lines = envelope_lines(
-        payloads, datetime(2026, 11, 27, 19, tzinfo=timezone.utc), None, None
-    )
+    hour = datetime(2026, 11, 27, 19, tzinfo=timezone.utc)
+    staged_lines = envelope_lines(payloads, hour, None, None, SubjectRules(), hour)
+    ids, lines = staged_lines.ids, staged_lines.by_hour[hour]
     # A hand-dropped file: the same envelopes without their event_id field.
     bare = [{k: v for k, v in json.loads(line).items() if k != "event_id"} for line in lines]
     staged = "".join(json.dumps(e) + "\n" for e in bare).encode()

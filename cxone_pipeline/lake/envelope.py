@@ -14,6 +14,12 @@ from typing import Any
 
 RECEIVED_AT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_EVENT_ID_LENGTH = 256
+# Derived ids only: a sender that supplies one could pre-empt the real event's id.
+DERIVED_PREFIX = "sha256:"
+
+
+class ReservedEventId(ValueError):
+    """A sender supplied an id in the form reserved for derived ids."""
 
 
 def canonical_json(payload: Mapping[str, Any]) -> bytes:
@@ -23,16 +29,30 @@ def canonical_json(payload: Mapping[str, Any]) -> bytes:
 
 def event_id(payload: Mapping[str, Any], idempotency_key: str | None = None) -> str:
     """The payload's `eventId`/`event_id`, else the Idempotency-Key, else `sha256:` + the hash
-    of its canonical JSON, so an identical retry gets the same id."""
+    of its canonical JSON, so an identical retry gets the same id. A supplied id in the
+    `sha256:` form raises ReservedEventId."""
     for field in ("eventId", "event_id"):
         value = payload.get(field)
         if isinstance(value, str) and 0 < len(value) <= MAX_EVENT_ID_LENGTH:
-            return value
+            return supplied_id(value, field)
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
     if idempotency_key is not None:
-        return idempotency_key
-    return "sha256:" + hashlib.sha256(canonical_json(payload)).hexdigest()
+        return supplied_id(idempotency_key, "Idempotency-Key")
+    return derived_id(payload)
+
+
+def derived_id(payload: Mapping[str, Any]) -> str:
+    return DERIVED_PREFIX + hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def supplied_id(value: str, where: str) -> str:
+    if value.startswith(DERIVED_PREFIX):
+        raise ReservedEventId(
+            f"{where} {value[:80]!r}: ids starting with {DERIVED_PREFIX!r} are reserved for "
+            "ids the pipeline derives; send your own id without that prefix"
+        )
+    return value
 
 
 def format_received_at(moment: datetime) -> str:

@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 STAGING = "staging"
 CURATED = "curated"
 QUARANTINE = "quarantine"
-ZONES = (STAGING, CURATED, QUARANTINE)
+# Small markers writers leave when they stage into an hour other than the one they write in
+# (late events, imports, pulls), so the sensor finds those hours without listing staging.
+CHANGES = "changes"
+ZONES = (STAGING, CURATED, QUARANTINE, CHANGES)
 # The subject of `POST /ingest` without a subject: CXone's call events.
 DEFAULT_SUBJECT = "call_event"
 
@@ -85,10 +88,14 @@ def hour_prefix(zone: str, subject: str, hour: datetime) -> str:
     return f"{zone_prefix(zone, subject)}{hour_path(hour)}/"
 
 
-def staging_key(subject: str, received_at: datetime) -> str:
-    """A fresh, collision-free staging object key in the hour of `received_at`."""
-    stamp = received_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"{hour_prefix(STAGING, subject, received_at)}{stamp}-{secrets.token_hex(8)}.jsonl.gz"
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def staging_key(subject: str, received_at: datetime, hour: datetime | None = None) -> str:
+    """A fresh, collision-free staging object key in `hour` (default: the hour received)."""
+    prefix = hour_prefix(STAGING, subject, received_at if hour is None else hour)
+    return f"{prefix}{_stamp(received_at)}-{secrets.token_hex(8)}.jsonl.gz"
 
 
 def import_key(subject: str, hour: datetime, digest: str) -> str:
@@ -119,3 +126,37 @@ def parse_staging_key(key: str) -> StagingObject | None:
     if not match:
         return None
     return StagingObject(match["subject"], parse_hour_path(match["hour"]), key)
+
+
+_CHANGE_RE = re.compile(
+    rf"{CHANGES}/(?P<subject>[a-z][a-z0-9_]{{0,63}})/(?P<written>\d{{8}}T\d{{6}}\.\d{{6}}Z)-"
+    r"[0-9a-f]{8}-h(?P<hour>\d{10})"
+)
+
+
+@dataclass(frozen=True)
+class ChangeMarker:
+    subject: str
+    hour: datetime
+    key: str
+
+
+def change_marker_key(subject: str, hour: datetime, written_at: datetime) -> str:
+    """A marker that `hour` of `subject` got a staging object; keys sort by write time."""
+    h = hour_floor(hour)
+    return (
+        f"{zone_prefix(CHANGES, subject)}{_stamp(written_at)}-{secrets.token_hex(4)}-h{h:%Y%m%d%H}"
+    )
+
+
+def change_marker_after(subject: str, moment: datetime) -> str:
+    """The key every marker written at or after `moment` sorts after (a listing start)."""
+    return f"{zone_prefix(CHANGES, subject)}{_stamp(moment)}"
+
+
+def parse_change_marker(key: str) -> ChangeMarker | None:
+    match = _CHANGE_RE.fullmatch(key)
+    if not match:
+        return None
+    hour = datetime.strptime(match["hour"], "%Y%m%d%H").replace(tzinfo=timezone.utc)
+    return ChangeMarker(match["subject"], hour, key)

@@ -41,8 +41,9 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix`, in key order, fetched page by page."""
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix` (and sorts after `start_after`), in key
+        order, fetched page by page."""
         ...
 
     def delete(self, key: str) -> None: ...
@@ -116,13 +117,15 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"cannot read {key!r} under {self.root}: {exc.strerror}") from exc
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         # Walk only the deepest folder the prefix names, as S3 would only scan that range.
         folder, _, _ = prefix.rpartition("/")
         start = self.root / folder if folder else self.root
         if folder and any(p in ("", ".", "..") for p in folder.split("/")):
             raise StoreError(f"refusing unsafe lake prefix {prefix[:120]!r}")
-        yield from self._walk(start, prefix)
+        for info in self._walk(start, prefix):
+            if start_after is None or info.key > start_after:
+                yield info
 
     def _walk(self, folder: Path, prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -202,8 +205,10 @@ class S3Store:
         except BotoCoreError as exc:
             raise StoreError(f"S3 get_object {self.url}{key} failed while reading: {exc}") from exc
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         kwargs: dict[str, Any] = {"Prefix": self.prefix + prefix, "MaxKeys": self._page_size}
+        if start_after is not None:
+            kwargs["StartAfter"] = self.prefix + start_after
         while True:
             page = self._call("list_objects_v2", prefix, **kwargs)
             for item in page.get("Contents", []):

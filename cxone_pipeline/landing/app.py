@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cxone_pipeline.lake.layout import DEFAULT_SUBJECT, STAGING, is_valid_subject
+from cxone_pipeline.lake.layout import DEFAULT_SUBJECT, STAGING, is_valid_subject, partition_hour
 from cxone_pipeline.lake.store import Store, StoreError, open_store
 from cxone_pipeline.landing.auth import Authenticator
 from cxone_pipeline.landing.commit import GroupCommitter, Unavailable
@@ -29,7 +30,8 @@ from cxone_pipeline.landing.intake import (
     too_large,
 )
 from cxone_pipeline.landing.metrics import LandingMetrics
-from cxone_pipeline.registry import discover_subjects
+from cxone_pipeline.registry import SchemaError, load_registry
+from cxone_pipeline.registry.subject import SubjectRules
 from cxone_pipeline.settings import Settings
 
 READINESS_PROBE_INTERVAL = 2.0
@@ -40,27 +42,36 @@ class LandingConfigError(Exception):
 
 
 class SubjectCatalog:
-    """Known subjects, re-read from the registry folder when an unknown one is asked for."""
+    """Known subjects and their identity rules, re-read from the registry folder when an
+    unknown subject is asked for (a new subject needs no restart; changed rules do)."""
 
     def __init__(self, schemas_dir: Path) -> None:
         self._dir = schemas_dir
-        self._known = frozenset(discover_subjects(schemas_dir))
-        if not self._known:
+        self._rules = self._load()
+        if not self._rules:
             # Every POST would be a 404 that senders do not retry: refuse to start instead.
             raise LandingConfigError(
                 f"no subjects in {schemas_dir} (folders with a canonical.avsc): "
                 "set CXONE_PIPELINE_SCHEMAS_DIR to the schema registry"
             )
 
-    def resolve(self, subject: str) -> str:
-        if subject not in self._known and is_valid_subject(subject):
-            self._known = frozenset(discover_subjects(self._dir))
-        if subject not in self._known:
-            known = ", ".join(sorted(self._known)) or "none"
+    def _load(self) -> dict[str, SubjectRules]:
+        try:
+            return {name: s.rules for name, s in load_registry(self._dir).items()}
+        except SchemaError as exc:
+            raise LandingConfigError(f"the schema registry cannot be loaded: {exc}") from None
+
+    def resolve(self, subject: str) -> tuple[str, SubjectRules]:
+        if subject not in self._rules and is_valid_subject(subject):
+            # A registry broken while running: keep serving the subjects we know.
+            with contextlib.suppress(LandingConfigError):
+                self._rules = self._load()
+        if subject not in self._rules:
+            known = ", ".join(sorted(self._rules)) or "none"
             raise IntakeError(
                 404, "unknown_subject", f"unknown subject {subject[:64]!r}; known: {known}"
             )
-        return subject
+        return subject, self._rules[subject]
 
 
 class ReadinessProbe:
@@ -141,6 +152,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         deadline_seconds=settings.store_deadline_seconds,
     )
     subjects = SubjectCatalog(settings.schemas_dir)
+    first_hour = partition_hour(settings.partitions_start)
     readiness = ReadinessProbe(store, committer)
 
     async def ingest(request: Request) -> Response:
@@ -150,7 +162,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             raw = await read_body(request, settings.max_body_bytes)
             if auth.needs_body(headers):
                 auth.check_signature(headers, raw)
-            subject = subjects.resolve(request.path_params.get("subject", DEFAULT_SUBJECT))
+            subject, rules = subjects.resolve(request.path_params.get("subject", DEFAULT_SUBJECT))
             fmt = body_format(headers.get("content-type"))
             schema_version = header_token(headers, "x-schema-version")
             idempotency_key = header_token(headers, "idempotency-key")
@@ -163,14 +175,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 )
             events = parse_events(raw, fmt, settings.max_events_per_request)
             received_at = datetime.now(timezone.utc)
-            ids, lines = envelope_lines(events, received_at, schema_version, idempotency_key)
-            await committer.commit(subject, lines, received_at)
+            staged = envelope_lines(
+                events, received_at, schema_version, idempotency_key, rules, first_hour
+            )
+            await committer.commit(subject, staged.by_hour, received_at)
         except IntakeError as error:
             metrics.requests_rejected.labels(error.code).inc()
             return error_response(error)
-        metrics.events_accepted.labels(subject).inc(len(ids))
+        metrics.events_accepted.labels(subject).inc(len(staged.ids))
         return JSONResponse(
-            {"status": "accepted", "count": len(ids), "event_ids": ids}, status_code=202
+            {"status": "accepted", "count": len(staged.ids), "event_ids": staged.ids},
+            status_code=202,
         )
 
     async def healthz(request: Request) -> Response:

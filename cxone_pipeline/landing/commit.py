@@ -2,7 +2,10 @@
 
 A write starts as soon as none is in flight for the subject, taking every request
 that queued meanwhile (adaptive batching). A request is answered only after the
-object holding its events is written; a request never spans two objects.
+objects holding its events are written: one object per staging hour it touches, so a
+request of one hour (every request of a subject partitioned by arrival) never spans two
+objects. A request spanning hours that fails may have some hours staged already; its
+retry carries the same event ids and curation keeps one copy.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cxone_pipeline.lake.layout import hour_floor, staging_key
+from cxone_pipeline.lake.layout import change_marker_key, hour_floor, staging_key
 from cxone_pipeline.lake.store import Store, StoreError
 from cxone_pipeline.landing.intake import IntakeError
 from cxone_pipeline.landing.metrics import LandingMetrics
@@ -38,9 +41,12 @@ class Unavailable(IntakeError):
 
 @dataclass
 class _Request:
+    """The lines of one request for one staging hour."""
+
     lines: list[bytes]
     nbytes: int
     received_at: datetime
+    hour: datetime
     done: asyncio.Future[None] = field(repr=False)
     arrived: float = field(default_factory=time.monotonic)
 
@@ -73,25 +79,33 @@ class GroupCommitter:
         # (monotonic time, succeeded) of the latest store write attempt, for readiness
         self.last_write: tuple[float, bool] | None = None
 
-    async def commit(self, subject: str, lines: list[bytes], received_at: datetime) -> None:
-        """Return once `lines` are durably staged; raise `Unavailable` if they are not."""
+    async def commit(
+        self, subject: str, by_hour: dict[datetime, list[bytes]], received_at: datetime
+    ) -> None:
+        """Return once every line is durably staged under its hour; raise `Unavailable` if
+        they are not."""
         if self._closing:
             raise Unavailable("shutting_down", "the landing is shutting down", 1)
-        if self._pending_events + len(lines) > self._max_pending:
+        events = sum(map(len, by_hour.values()))
+        if self._pending_events + events > self._max_pending:
             raise Unavailable(
                 "saturated",
                 f"{self._pending_events} events are waiting to be staged; retry shortly",
                 RETRY_AFTER_SATURATED,
             )
-        request = _Request(
-            lines, sum(map(len, lines)), received_at, asyncio.get_running_loop().create_future()
-        )
-        self._queues.setdefault(subject, deque()).append(request)
-        self._add_pending(len(lines))
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(subject, deque())
+        requests = [
+            _Request(lines, sum(map(len, lines)), received_at, hour, loop.create_future())
+            for hour, lines in by_hour.items()
+        ]
+        queue.extend(requests)
+        self._add_pending(events)
         if subject not in self._drains:
             self._drains[subject] = asyncio.create_task(self._drain(subject))
         # Shielded: a client that disconnects must not cancel the write others share.
-        await asyncio.shield(request.done)
+        for request in requests:
+            await asyncio.shield(request.done)
 
     async def close(self) -> None:
         """Refuse new requests and wait until everything queued is written or failed."""
@@ -134,11 +148,10 @@ class GroupCommitter:
         """Whole requests of one hour, up to the object limits (at least one request)."""
         first = queue.popleft()
         batch, events, nbytes = [first], len(first.lines), first.nbytes
-        hour = hour_floor(first.received_at)
         while queue:
             nxt = queue[0]
             if (
-                hour_floor(nxt.received_at) != hour
+                nxt.hour != first.hour
                 or events + len(nxt.lines) > self._max_events
                 or nbytes + nxt.nbytes > self._max_bytes
             ):
@@ -153,7 +166,14 @@ class GroupCommitter:
         # The deadline runs from the oldest request's arrival: time spent queued behind a
         # failing write counts, so every request is answered within the deadline.
         deadline = batch[0].arrived + self._deadline
-        key = staging_key(subject, batch[0].received_at)
+        received_at, hour = batch[0].received_at, batch[0].hour
+        key = staging_key(subject, received_at, hour)
+        # Written before the object: a marker without its object costs the sensor one look.
+        marker = (
+            change_marker_key(subject, hour, received_at)
+            if hour != hour_floor(received_at)
+            else None
+        )
         lines = [line for request in batch for line in request.lines]
         if time.monotonic() >= deadline:
             raise self._timed_out()
@@ -161,7 +181,7 @@ class GroupCommitter:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                await self._put(key, lines, max(remaining, 0.001))
+                await self._put(key, marker, lines, max(remaining, 0.001))
                 break
             except (StoreError, asyncio.TimeoutError) as exc:
                 self._metrics.store_errors.inc()
@@ -173,19 +193,22 @@ class GroupCommitter:
         self.last_write = (time.monotonic(), True)
         self._metrics.flush_seconds.observe(time.monotonic() - started)
 
-    async def _put(self, key: str, lines: list[bytes], timeout: float) -> None:
+    async def _put(self, key: str, marker: str | None, lines: list[bytes], timeout: float) -> None:
         """Compress and write in one worker-thread call (one hand-off per write). A write that
         outlives `timeout` is abandoned, not stopped (threads cannot be), so it keeps its slot
         until it ends: a store that hangs costs at most MAX_PUTS_IN_FLIGHT threads."""
         started = time.monotonic()
         await asyncio.wait_for(self._put_slots.acquire(), timeout)
         loop = asyncio.get_running_loop()
-        put = loop.run_in_executor(self._put_threads, self._compress_and_put, key, lines)
+        put = loop.run_in_executor(self._put_threads, self._compress_and_put, key, marker, lines)
         put.add_done_callback(self._release_put_slot)
         await asyncio.wait_for(asyncio.shield(put), timeout - (time.monotonic() - started))
 
-    def _compress_and_put(self, key: str, lines: list[bytes]) -> None:
-        self._store.put(key, gzip.compress(b"".join(lines), 5, mtime=0))
+    def _compress_and_put(self, key: str, marker: str | None, lines: list[bytes]) -> None:
+        data = gzip.compress(b"".join(lines), 5, mtime=0)
+        if marker is not None:
+            self._store.put(marker, b"")
+        self._store.put(key, data)
 
     def _release_put_slot(self, put: asyncio.Future[None]) -> None:
         self._put_slots.release()

@@ -6,10 +6,13 @@ import json
 import re
 import zlib
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from cxone_pipeline.lake.envelope import event_id, format_received_at
+from cxone_pipeline.lake.envelope import ReservedEventId, format_received_at
+from cxone_pipeline.lake.layout import hour_floor
+from cxone_pipeline.registry.subject import SubjectRules
 
 JSON_TYPES = frozenset({"", "application/json", "text/plain", "text/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -200,22 +203,48 @@ def header_token(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+# An event time further ahead than this is a sender's clock or a bad value, not an event.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def staging_hour(
+    rules: SubjectRules, payload: dict[str, Any], received_at: datetime, first_hour: datetime
+) -> datetime:
+    """The hour an event is staged under: its event time's, for subjects that declare one;
+    the hour received when there is none, or it does not parse, lies before the first
+    partition or more than five minutes in the future."""
+    moment = rules.event_time(payload)
+    if moment is None or moment < first_hour or moment > received_at + FUTURE_TOLERANCE:
+        return hour_floor(received_at)
+    return hour_floor(moment)
+
+
+@dataclass
+class Envelopes:
+    """A request's events as staging envelope lines, grouped by the hour they are staged in."""
+
+    ids: list[str]
+    by_hour: dict[datetime, list[bytes]]
+
+
 def envelope_lines(
     events: list[dict[str, Any]],
     received_at: datetime,
     schema_version: str | None,
     idempotency_key: str | None,
-) -> tuple[list[str], list[bytes]]:
-    """Event ids and one serialized envelope line per event."""
+    rules: SubjectRules,
+    first_hour: datetime,
+) -> Envelopes:
+    """Event ids and one serialized envelope line per event, under its staging hour."""
     if idempotency_key is not None and len(events) != 1:
         raise IntakeError(
             400, "invalid_header", "Idempotency-Key applies to a single-event body only"
         )
     stamp = format_received_at(received_at)
-    ids, lines = [], []
+    result = Envelopes([], {})
     for n, payload in enumerate(events):
         try:
-            eid = event_id(payload, idempotency_key)
+            eid = rules.event_id(payload, idempotency_key)
             envelope = {
                 "event_id": eid,
                 "received_at": stamp,
@@ -228,6 +257,9 @@ def envelope_lines(
             raise invalid_json(
                 f"event {n} holds an unpaired UTF-16 surrogate escape, which is not Unicode text"
             ) from None
-        ids.append(eid)
-        lines.append(line + b"\n")
-    return ids, lines
+        except ReservedEventId as exc:
+            raise IntakeError(400, "invalid_event_id", f"event {n}: {exc}") from None
+        result.ids.append(eid)
+        hour = staging_hour(rules, payload, received_at, first_hour)
+        result.by_hour.setdefault(hour, []).append(line + b"\n")
+    return result

@@ -6,8 +6,8 @@ previous one: a rename is NONE there, which is why the canonical reader with ali
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import avro.errors
 import avro.schema
@@ -19,6 +19,7 @@ from avro.compatibility import (
     schema_name_equals,
 )
 
+from cxone_pipeline.registry.extensions import effective_document
 from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectSchemas
 
 OK = "ok"
@@ -74,9 +75,10 @@ def _compatible(result: SchemaCompatibilityResult) -> bool:
 
 
 def _apache_schema(version: SchemaVersion) -> avro.schema.RecordSchema:
+    # The effective schema: ISO-8601 text fields are checked as the timestamps they encode.
     try:
-        return avro.schema.parse(Path(version.path).read_text(encoding="utf-8"))
-    except (avro.errors.AvroException, ValueError, OSError) as exc:
+        return avro.schema.parse(json.dumps(effective_document(version.document)))
+    except (avro.errors.AvroException, ValueError) as exc:
         raise SchemaError(f"{version.path}: Apache Avro cannot parse it: {exc}") from exc
 
 

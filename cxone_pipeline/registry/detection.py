@@ -7,6 +7,7 @@ from typing import Any
 
 from fastavro.validation import ValidationError, validate
 
+from cxone_pipeline.registry.extensions import ExtensionError
 from cxone_pipeline.registry.schemas import SchemaVersion, SubjectSchemas
 
 # Envelope-level fields carried inside payloads: never unmapped, never given to Avro.
@@ -59,6 +60,17 @@ def avro_datum(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in payload.items() if k not in CONTROL_FIELDS}
 
 
+def prepare(payload: Mapping[str, Any], version: SchemaVersion) -> Mapping[str, Any]:
+    """The payload as `version`'s extensions read it (ISO-8601 times, lenient numbers);
+    InvalidRecord naming the field when a value does not convert."""
+    if version.convert is None:
+        return payload
+    try:
+        return version.convert(payload, "")
+    except ExtensionError as exc:
+        raise InvalidRecord(f"{version.subject} {version.version}: {exc}") from None
+
+
 def payload_problem(payload: Mapping[str, Any], version: SchemaVersion) -> str | None:
     """Why `payload` is not valid for `version`, or None when it is.
 
@@ -71,7 +83,9 @@ def payload_problem(payload: Mapping[str, Any], version: SchemaVersion) -> str |
             f"{version.subject} {version.version}: missing required field(s) {', '.join(missing)}"
         )
     try:
-        validate(avro_datum(payload), version.schema, raise_errors=True)
+        validate(avro_datum(prepare(payload, version)), version.schema, raise_errors=True)
+    except InvalidRecord as exc:
+        return str(exc)
     except ValidationError as exc:
         errors = "; ".join(str(error) for error in exc.errors)
         return f"{version.subject} {version.version}: {errors}"

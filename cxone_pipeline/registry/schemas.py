@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, UnknownType, to_parsing_canonical_form
+
+from cxone_pipeline.registry.extensions import (
+    Convert,
+    effective_document,
+    payload_converter,
+    uses_extensions,
+)
+from cxone_pipeline.registry.subject import RULES_FILE, RulesError, SubjectRules, load_rules
 
 CANONICAL_STEM = "canonical"
 SCHEMA_SUFFIX = ".avsc"
@@ -22,11 +30,16 @@ class SchemaError(Exception):
 
 @dataclass(frozen=True)
 class SchemaVersion:
+    """One schema file. `schema` is what Avro resolves with: for a writer using the project's
+    extensions (`registry.extensions`), the effective schema, and `convert` prepares payloads."""
+
     subject: str
     version: str
     path: Path
     schema: dict
     fingerprint: str
+    document: dict = field(repr=False, compare=False, default_factory=dict)
+    convert: Convert | None = field(repr=False, compare=False, default=None)
 
     @property
     def fields(self) -> list[dict[str, Any]]:
@@ -39,6 +52,7 @@ class SubjectSchemas:
     canonical: SchemaVersion
     versions: tuple[SchemaVersion, ...]
     fingerprint: str
+    rules: SubjectRules = field(default_factory=SubjectRules)
 
     def version(self, name: str) -> SchemaVersion | None:
         return next((v for v in self.versions if v.version == name), None)
@@ -64,12 +78,25 @@ def load_subject(schemas_dir: Path, subject: str) -> SubjectSchemas:
         raise SchemaError(f"{folder}: subject {subject!r} has no writer schema (v1.avsc, …)")
     documents = {path: _read_json(path) for path in (canonical_path, *writer_paths)}
     canonical = _schema_version(subject, canonical_path, documents[canonical_path])
+    if uses_extensions(documents[canonical_path]):
+        raise SchemaError(
+            f"{canonical_path}: iso-timestamp-* and lenient are writer extensions: declare "
+            "timestamp-millis (or -micros) and plain types in the canonical schema"
+        )
     versions = tuple(_schema_version(subject, p, documents[p]) for p in writer_paths)
+    try:
+        rules = load_rules(folder, canonical.schema)
+    except RulesError as exc:
+        raise SchemaError(str(exc)) from None
+    rules_path = folder / RULES_FILE
+    if rules_path.is_file():
+        documents[rules_path] = _read_json(rules_path)
     return SubjectSchemas(
         name=subject,
         canonical=canonical,
         versions=versions,
         fingerprint=_registry_fingerprint(documents),
+        rules=rules,
     )
 
 
@@ -88,18 +115,21 @@ def _schema_version(subject: str, path: Path, document: Any) -> SchemaVersion:
     if not isinstance(document.get("fields"), list):
         raise SchemaError(f"{path}: the record has no 'fields' list")
     try:
-        schema = parse_schema(document)
+        convert = payload_converter(document)
+        schema = parse_schema(effective_document(document))
     except UnknownType as exc:
         raise SchemaError(f"{path}: invalid Avro schema: unknown type {exc}") from exc
     except (SchemaParseException, ValueError, TypeError, KeyError) as exc:
         raise SchemaError(f"{path}: invalid Avro schema: {exc}") from exc
-    canonical_form = to_parsing_canonical_form(schema)
+    canonical_form = to_parsing_canonical_form(parse_schema(document))
     return SchemaVersion(
         subject=subject,
         version=path.stem,
         path=path,
         schema=schema,
         fingerprint=hashlib.sha256(canonical_form.encode()).hexdigest(),
+        document=document,
+        convert=convert,
     )
 
 
