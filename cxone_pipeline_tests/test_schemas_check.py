@@ -98,7 +98,7 @@ def test_incompatible_type_change_fails(schemas, capsys):
     assert code == 1
     assert err.strip() == (
         "cxone-pipeline schemas check: call_event v3: canonical field 'duration_seconds' cannot "
-        "read v3 field 'duration': reader type: long not compatible with writer type: string"
+        "read v3 field 'duration': a string cannot be read as a long"
     )
 
 

@@ -8,12 +8,14 @@ from cxone_pipeline.lake.layout import is_valid_subject
 from cxone_pipeline.registry.detection import (
     CONTROL_FIELDS,
     InvalidRecord,
+    NearMiss,
     NoMatchingSchema,
     PayloadError,
     UnknownSchemaVersion,
     declared_version,
     detect_version,
     find_version,
+    near_miss,
     payload_problem,
 )
 from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectSchemas, load_subject
@@ -21,6 +23,7 @@ from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectS
 __all__ = [
     "CONTROL_FIELDS",
     "InvalidRecord",
+    "NearMiss",
     "NoMatchingSchema",
     "PayloadError",
     "SchemaError",
@@ -33,6 +36,7 @@ __all__ = [
     "find_version",
     "load_registry",
     "load_subject",
+    "near_miss",
     "payload_problem",
 ]
 

@@ -1,13 +1,17 @@
-"""Proof that each subject's canonical schema reads every writer version (Apache Avro's checker).
+"""Proof that each subject's canonical schema reads every writer version, as the engine does.
 
-Also reports, for information, the Confluent compatibility mode each version keeps with the
-previous one: a rename is NONE there, which is why the canonical reader with aliases exists.
+The problems come from the engine's own compiled resolution (`resolve.records`), so what
+`schemas check` accepts is exactly what the engine resolves; writer types no JSON payload can
+be valid for are refused too. Also reports, for information, the Confluent compatibility mode
+each version keeps with the previous one (Apache Avro's checker): a rename is NONE there,
+which is why the canonical reader with aliases exists.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import avro.errors
 import avro.schema
@@ -15,12 +19,12 @@ from avro.compatibility import (
     ReaderWriterCompatibilityChecker,
     SchemaCompatibilityResult,
     SchemaCompatibilityType,
-    lookup_writer_field,
-    schema_name_equals,
 )
 
 from cxone_pipeline.registry.extensions import effective_document
 from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectSchemas
+from cxone_pipeline.registry.validation import type_name
+from cxone_pipeline.resolve.records import resolution
 
 OK = "ok"
 FAILED = "incompatible"
@@ -41,12 +45,11 @@ class VersionCheck:
 
 def check_subject(subject: SubjectSchemas) -> list[VersionCheck]:
     """One check per writer version, in order: can canonical.avsc resolve it, and its mode."""
-    canonical = _apache_schema(subject.canonical)
     checks = []
     previous: avro.schema.Schema | None = None
     for version in subject.versions:
         writer = _apache_schema(version)
-        problems = tuple(_problems(canonical, writer, version.version))
+        problems = (*_bytes_fields(version), *resolution(version, subject.canonical).problems)
         mode = None if previous is None else confluent_mode(previous, writer)
         checks.append(
             VersionCheck(subject.name, version.version, version.fingerprint, mode, problems)
@@ -82,31 +85,36 @@ def _apache_schema(version: SchemaVersion) -> avro.schema.RecordSchema:
         raise SchemaError(f"{version.path}: Apache Avro cannot parse it: {exc}") from exc
 
 
-def _problems(
-    canonical: avro.schema.RecordSchema, writer: avro.schema.RecordSchema, version: str
-) -> list[str]:
-    """Field by field, why the canonical reader cannot resolve `writer` (empty when it can)."""
-    problems = []
-    if not schema_name_equals(canonical, writer):
-        problems.append(
-            f"record {writer.fullname} is neither named {canonical.fullname} nor among its aliases"
-        )
-    checker = ReaderWriterCompatibilityChecker()
-    for field in canonical.fields:
-        source = lookup_writer_field(writer, field)
-        if source is None:
-            if not field.has_default:
-                names = ", ".join([field.name, *field.props.get("aliases", [])])
-                problems.append(
-                    f"canonical field {field.name!r}: {version} has no field named {names} and "
-                    "the canonical field has no default: add an alias naming the writer's "
-                    "field, or a default"
-                )
-            continue
-        result = checker.get_compatibility(field.type, source.type)
-        if not _compatible(result):
+def _bytes_fields(version: SchemaVersion) -> list[str]:
+    """Fields of bytes, fixed or decimal type: JSON has no bytes, so no payload is valid."""
+    named = version.schema.get("__named_schemas", {})
+    problems: list[str] = []
+    seen: set[str] = set()
+
+    def walk(avro_type: Any, path: str) -> None:
+        if isinstance(avro_type, list):
+            for branch in avro_type:
+                walk(branch, path)
+            return
+        if isinstance(avro_type, str) and avro_type in named:
+            if avro_type not in seen:
+                seen.add(avro_type)
+                walk(named[avro_type], path)
+            return
+        kind = avro_type if isinstance(avro_type, str) else avro_type["type"]
+        if kind in ("bytes", "fixed"):
             problems.append(
-                f"canonical field {field.name!r} cannot read {version} field {source.name!r}: "
-                + "; ".join(sorted(result.messages))
+                f"field {path!r} is {type_name(avro_type)}: JSON has no bytes, so no payload "
+                "can be valid; declare a string (a canonical bytes field reads it as UTF-8)"
             )
+        elif kind == "array":
+            walk(avro_type["items"], f"{path}[]")
+        elif kind == "map":
+            walk(avro_type["values"], f"{path}{{}}")
+        elif kind in ("record", "error"):
+            seen.add(avro_type["name"])
+            for field in avro_type["fields"]:
+                walk(field["type"], f"{path}.{field['name']}" if path else field["name"])
+
+    walk(version.schema, "")
     return problems

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
-
-from fastavro.validation import ValidationError, validate
 
 from cxone_pipeline.registry.extensions import ExtensionError
 from cxone_pipeline.registry.schemas import SchemaVersion, SubjectSchemas
+from cxone_pipeline.registry.validation import IdentityCache, WriterChecks
 
-# Envelope-level fields carried inside payloads: never unmapped, never given to Avro.
+# Envelope-level fields carried inside payloads: never unmapped. A writer schema that declares
+# one reads it as any other field.
 CONTROL_FIELDS = frozenset({"_schema_version", "eventId", "event_id"})
 
 
@@ -56,10 +57,6 @@ def find_version(subject: SubjectSchemas, declared: object) -> SchemaVersion | N
     return None
 
 
-def avro_datum(payload: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if k not in CONTROL_FIELDS}
-
-
 def prepare(payload: Mapping[str, Any], version: SchemaVersion) -> Mapping[str, Any]:
     """The payload as `version`'s extensions read it (ISO-8601 times, lenient numbers);
     InvalidRecord naming the field when a value does not convert."""
@@ -71,25 +68,36 @@ def prepare(payload: Mapping[str, Any], version: SchemaVersion) -> Mapping[str, 
         raise InvalidRecord(f"{version.subject} {version.version}: {exc}") from None
 
 
+def writer_checks(version: SchemaVersion) -> WriterChecks:
+    """The compiled validity checks of a writer version."""
+    return _CHECKS.get((version,), lambda: WriterChecks(version.schema))
+
+
+_CHECKS: IdentityCache[WriterChecks] = IdentityCache()
+
+
 def payload_problem(payload: Mapping[str, Any], version: SchemaVersion) -> str | None:
     """Why `payload` is not valid for `version`, or None when it is.
 
     Valid means: every field without a default is present with a valid value and every
     present field is valid; fields with defaults may be absent (CXone omits nulls).
     """
+    problem = _problem(payload, version)
+    return None if problem is None else f"{version.subject} {version.version}: {problem}"
+
+
+def _problem(payload: Mapping[str, Any], version: SchemaVersion) -> str | None:
     missing = [f["name"] for f in version.fields if "default" not in f and f["name"] not in payload]
     if missing:
-        return (
-            f"{version.subject} {version.version}: missing required field(s) {', '.join(missing)}"
-        )
+        return f"missing required field(s) {', '.join(missing)}"
     try:
-        validate(avro_datum(prepare(payload, version)), version.schema, raise_errors=True)
+        prepared = prepare(payload, version)
     except InvalidRecord as exc:
-        return str(exc)
-    except ValidationError as exc:
-        errors = "; ".join(str(error) for error in exc.errors)
-        return f"{version.subject} {version.version}: {errors}"
-    return None
+        return str(exc).removeprefix(f"{version.subject} {version.version}: ")
+    checks = writer_checks(version)
+    if checks.root(prepared):
+        return None
+    return checks.problem(prepared, version.schema, "")
 
 
 def detect_version(
@@ -113,5 +121,68 @@ def detect_version(
         if payload_problem(payload, version) is None:
             return version
     versions = ", ".join(v.version for v in subject.versions)
-    keys = ", ".join(sorted(payload))[:200]
-    raise NoMatchingSchema(f"{subject.name}: payload matches none of {versions} (keys: {keys})")
+    message = f"{subject.name}: payload matches none of {versions}"
+    nearest = _nearest(subject.versions, payload)
+    if nearest is None:
+        keys = ", ".join(sorted(payload))[:200]
+        raise NoMatchingSchema(f"{message} and none declares any of its keys ({keys})")
+    version, declared_keys = nearest
+    raise NoMatchingSchema(
+        f"{message}; nearest is {version.version}, declaring {len(declared_keys)} of its "
+        f"{len(payload)} keys, but {_problem(payload, version)}"
+    )
+
+
+def _nearest(
+    versions: Iterable[SchemaVersion], keys: Iterable[str]
+) -> tuple[SchemaVersion, list[str]] | None:
+    """The version declaring most of `keys` (the newest of equals) and those it declares;
+    None when none declares any."""
+    wanted = set(keys)
+    best: tuple[SchemaVersion, list[str]] | None = None
+    for version in reversed(list(versions)):
+        declared = sorted(wanted.intersection(f["name"] for f in version.fields))
+        if declared and (best is None or len(declared) > len(best[1])):
+            best = (version, declared)
+    return best
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """Rows resolved as one version whose unmapped keys a newer version declares: which one,
+    and why a sample payload of those rows is not valid for it."""
+
+    matched: str
+    unmapped: tuple[str, ...]
+    rows: int
+    version: str
+    declared: tuple[str, ...]
+    problem: str | None  # None: the sample is valid for `version` (its declared version won)
+
+    def describe(self) -> str:
+        declared = ", ".join(self.declared)
+        head = f"{self.rows} row(s) read as {self.matched}: {self.version} declares {declared}"
+        if self.problem is None:
+            return f"{head} and the payload is valid for it, but declared {self.matched}"
+        return f"{head} but failed: {self.problem}"
+
+
+def near_miss(
+    subject: SubjectSchemas,
+    matched: str,
+    unmapped: Iterable[str],
+    payload: Mapping[str, Any],
+    rows: int,
+) -> NearMiss | None:
+    """Why rows read as `matched` with these unmapped keys were not read as the newer version
+    that declares most of them; None when no newer version declares any."""
+    names = [v.version for v in subject.versions]
+    if matched not in names:
+        return None
+    unmapped = tuple(sorted(unmapped))
+    nearest = _nearest(subject.versions[names.index(matched) + 1 :], unmapped)
+    if nearest is None:
+        return None
+    version, declared = nearest
+    problem = _problem(payload, version)
+    return NearMiss(matched, unmapped, rows, version.version, tuple(declared), problem)

@@ -7,6 +7,7 @@ from typing import Any
 import pyarrow as pa
 
 from cxone_pipeline.registry import SchemaError, SubjectSchemas
+from cxone_pipeline.registry.validation import NAMED_KINDS, short_name
 
 EVENT_ID = "_event_id"
 SCHEMA_VERSION = "_schema_version"
@@ -43,7 +44,7 @@ _LOGICAL = {
 
 
 class UnsupportedType(SchemaError):
-    """A canonical type with no single Parquet type (for instance a union of two non-null types)."""
+    """A canonical type with no Parquet type (a recursive record, an empty one)."""
 
 
 def canonical_arrow_schema(subject: SubjectSchemas) -> pa.Schema:
@@ -60,24 +61,40 @@ def canonical_arrow_schema(subject: SubjectSchemas) -> pa.Schema:
     return pa.schema([*fields, *METADATA_FIELDS])
 
 
-def avro_to_arrow(avro_type: Any, named: dict[str, Any]) -> tuple[pa.DataType, bool]:
-    """The Arrow type of a parsed Avro type and whether it admits null."""
+def union_members(union: list[Any], named: dict[str, Any]) -> list[str | None]:
+    """The struct member of each branch of a union with several non-null branches: the name
+    Avro's JSON encoding gives the branch (`long`, `string`, `array`, `map`, a named type's
+    unqualified name); None for null."""
+    members: list[str | None] = []
+    for branch in union:
+        resolved = named.get(branch, branch) if isinstance(branch, str) else branch
+        kind = resolved if isinstance(resolved, str) else resolved["type"]
+        if kind == "null":
+            members.append(None)
+        elif kind in NAMED_KINDS:
+            members.append(short_name(resolved["name"]))
+        else:
+            members.append(kind)
+    return members
+
+
+def avro_to_arrow(
+    avro_type: Any, named: dict[str, Any], enclosing: tuple[str, ...] = ()
+) -> tuple[pa.DataType, bool]:
+    """The Arrow type of a parsed Avro type and whether it admits null. `enclosing`: the
+    records being mapped, to refuse one that contains itself."""
     if isinstance(avro_type, list):
-        branches = [b for b in avro_type if b != "null"]
-        if len(branches) != 1:
-            raise UnsupportedType(f"union {avro_type} has no single Parquet type")
-        arrow_type, _ = avro_to_arrow(branches[0], named)
-        return arrow_type, len(branches) < len(avro_type)
+        return _union(avro_type, named, enclosing)
     if isinstance(avro_type, str):
         if avro_type in _PRIMITIVES:
             return _PRIMITIVES[avro_type], avro_type == "null"
-        return avro_to_arrow(named[avro_type], named)
+        return avro_to_arrow(named[avro_type], named, enclosing)
     kind = avro_type["type"]
     logical = _LOGICAL.get((kind, avro_type.get("logicalType", "")))
     if logical is not None:
         return logical, False
-    if kind == "decimal" or avro_type.get("logicalType") == "decimal":
-        return pa.decimal128(avro_type["precision"], avro_type.get("scale", 0)), False
+    if avro_type.get("logicalType") == "decimal" and kind in ("bytes", "fixed"):
+        return _decimal(avro_type), False
     if kind in _PRIMITIVES:
         return _PRIMITIVES[kind], kind == "null"
     if kind == "enum":
@@ -85,14 +102,62 @@ def avro_to_arrow(avro_type: Any, named: dict[str, Any]) -> tuple[pa.DataType, b
     if kind == "fixed":
         return pa.binary(avro_type["size"]), False
     if kind == "array":
-        item, item_nullable = avro_to_arrow(avro_type["items"], named)
+        item, item_nullable = avro_to_arrow(avro_type["items"], named, enclosing)
         return pa.list_(pa.field("element", item, nullable=item_nullable)), False
     if kind == "map":
-        value, value_nullable = avro_to_arrow(avro_type["values"], named)
+        value, value_nullable = avro_to_arrow(avro_type["values"], named, enclosing)
         return pa.map_(pa.string(), pa.field("value", value, nullable=value_nullable)), False
-    if kind == "record":
+    if kind in ("record", "error"):
+        name = short_name(avro_type["name"])
+        if avro_type["name"] in enclosing:
+            raise UnsupportedType(
+                f"record {name} contains itself: Parquet has no recursive types (a writer "
+                "may be recursive; the canonical schema must end)"
+            )
+        if not avro_type["fields"]:
+            raise UnsupportedType(
+                f"record {name} has no fields: Parquet cannot store an empty struct"
+            )
+        inside = (*enclosing, avro_type["name"])
         children = [
-            pa.field(f["name"], *avro_to_arrow(f["type"], named)) for f in avro_type["fields"]
+            pa.field(f["name"], *avro_to_arrow(f["type"], named, inside))
+            for f in avro_type["fields"]
         ]
         return pa.struct(children), False
     raise UnsupportedType(f"Avro type {kind!r} has no Parquet mapping")
+
+
+def _union(
+    union: list[Any], named: dict[str, Any], enclosing: tuple[str, ...]
+) -> tuple[pa.DataType, bool]:
+    """`["null", T]` is a nullable T; a union of several types a struct with one member per
+    branch (docs/schemas.md), of which a row sets the one its value took."""
+    branches = [b for b in union if b != "null"]
+    nullable = len(branches) < len(union)
+    if len(branches) == 1:
+        return avro_to_arrow(branches[0], named, enclosing)[0], nullable
+    if not branches:
+        return pa.null(), True
+    members = [m for m in union_members(union, named) if m is not None]
+    repeated = sorted({m for m in members if members.count(m) > 1})
+    if repeated:
+        raise UnsupportedType(
+            f"union {union} has two branches named {', '.join(repeated)}: their struct members "
+            "would clash; rename one of the named types"
+        )
+    children = [
+        pa.field(member, avro_to_arrow(branch, named, enclosing)[0], nullable=True)
+        for member, branch in zip(members, branches, strict=True)
+    ]
+    return pa.struct(children), nullable
+
+
+def _decimal(avro_type: dict[str, Any]) -> pa.DataType:
+    precision, scale = avro_type.get("precision"), avro_type.get("scale", 0)
+    valid = isinstance(precision, int) and isinstance(scale, int) and 0 <= scale <= precision
+    if not valid or not 1 <= precision <= 76:
+        raise UnsupportedType(
+            f"decimal(precision={precision}, scale={scale}): Parquet decimals need "
+            "1 <= precision <= 76 and 0 <= scale <= precision"
+        )
+    return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)

@@ -17,7 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
+from cxone_pipeline.registry.detection import writer_checks
+from cxone_pipeline.registry.extensions import uses_extensions
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
+from cxone_pipeline.resolve.records import resolution
 
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
 # Python's datetime range, beyond which fastavro cannot read a timestamp.
@@ -26,6 +29,7 @@ _TIMESTAMP_RANGE = {
     "timestamp-micros": (-62_135_596_800_000_000, 253_402_300_799_999_999),
 }
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_FLOAT32_MAX = 3.4028234663852886e38  # beyond it fastavro cannot write a float
 _PROMOTIONS = {
     ("int", "long"),
     ("int", "float"),
@@ -68,17 +72,18 @@ def kind_of(avro_type: Any, named: dict[str, Any]) -> Kind | None:
     logical = None if isinstance(avro_type, str) else avro_type.get("logicalType")
     if logical is not None and not (base == "long" and logical in _TIMESTAMP_RANGE):
         return None
-    arrow, _ = avro_to_arrow(avro_type, named)
     if base in _FAST_BASES:
-        return Kind(base, False, arrow, logical=logical)
+        return Kind(base, False, avro_to_arrow(avro_type, named)[0], logical=logical)
     if base == "enum":
         symbols = frozenset(avro_type["symbols"])
-        return Kind("enum", False, arrow, symbols=symbols, enum_default=avro_type.get("default"))
+        return Kind(
+            "enum", False, pa.string(), symbols=symbols, enum_default=avro_type.get("default")
+        )
     if base == "array":
         item = kind_of(avro_type["items"], named)
         if item is None or item.nullable or item.base not in _FAST_BASES:
             return None
-        return Kind("array", False, arrow, item=item)
+        return Kind("array", False, avro_to_arrow(avro_type, named)[0], item=item)
     return None
 
 
@@ -99,8 +104,9 @@ def _readable(writer: Kind, reader: Kind) -> bool:
 @dataclass(frozen=True)
 class WriterField:
     name: str
-    kind: Kind | None  # None: a shape only fastavro validates
-    has_default: bool
+    kind: Kind | None  # None: a shape only the per-record path validates
+    has_default: bool  # with a default valid for its type
+    extended: bool = False  # a writer extension (registry.extensions) converts its values
 
 
 @dataclass(frozen=True)
@@ -128,13 +134,27 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
     plans = {}
     for version in subject.versions:
         named = version.schema.get("__named_schemas", {})
+        checks = writer_checks(version)
+        extended = {f["name"] for f in version.document.get("fields", ()) if uses_extensions(f)}
         fields = tuple(
-            WriterField(f["name"], kind_of(f["type"], named), "default" in f)
+            WriterField(
+                f["name"],
+                kind_of(f["type"], named),
+                "default" in f and checks.check(f["type"])(f["default"]),
+                f["name"] in extended,
+            )
             for f in version.fields
         )
-        sources = [
-            _field_source(field, version, subject.canonical) for field in subject.canonical.fields
-        ]
+        resolved = resolution(version, subject.canonical)
+        # A version whose resolution fails somewhere goes per record, which names the place.
+        sources = (
+            [
+                _field_source(field, version, subject.canonical, resolved.sources[field["name"]])
+                for field in subject.canonical.fields
+            ]
+            if not resolved.problems
+            else [None]
+        )
         columns = None if None in sources else tuple(s for s in sources if s is not None)
         declared = frozenset(f.name for f in fields) | CONTROL_FIELDS
         plans[version.version] = VersionPlan(version, fields, declared, columns)
@@ -142,16 +162,14 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
 
 
 def _field_source(
-    field: dict[str, Any], writer: SchemaVersion, canonical: SchemaVersion
+    field: dict[str, Any], writer: SchemaVersion, canonical: SchemaVersion, source_name: str | None
 ) -> FieldSource | None:
-    """Where canonical `field` comes from in `writer` (by name, then aliases, as Avro matches),
-    or None when the fast path cannot resolve it exactly."""
+    """How canonical `field` comes from `writer`'s field `source_name` (None: its default), or
+    None when the fast path cannot resolve it exactly."""
     reader = kind_of(field["type"], canonical.schema.get("__named_schemas", {}))
     if reader is None:
         return None
-    by_name = {f["name"]: f for f in writer.fields}
-    names = (field["name"], *field.get("aliases", ()))
-    source = next((by_name[name] for name in names if name in by_name), None)
+    source = next((f for f in writer.fields if f["name"] == source_name), None)
     if source is None:
         if "default" not in field:
             return None
@@ -448,7 +466,10 @@ def _check_values(column: pa.Array, kind: Kind) -> tuple[np.ndarray, np.ndarray]
         # A double column may hold integers Arrow widened because another row had a fraction.
         return valid, np.full(n, pa.types.is_floating(arrow))
     if base in ("float", "double"):
-        return np.full(n, pa.types.is_int64(arrow) or pa.types.is_floating(arrow)), undecided
+        numeric = pa.types.is_int64(arrow) or pa.types.is_floating(arrow)
+        if numeric and base == "float":
+            undecided = as_mask(pc.greater(pc.abs(column), _FLOAT32_MAX))
+        return np.full(n, numeric), undecided
     if base == "boolean":
         return np.full(n, pa.types.is_boolean(arrow)), undecided
     if base == "array" and kind.item is not None:
@@ -517,6 +538,8 @@ def validate_rows(
             undecided |= here
             continue
         ok, unsure = _check_values(payload.field(field.name), field.kind)
+        if field.extended:  # a value the extension converts: the per-record path decides
+            unsure = unsure | ~ok
         valid &= ~here | ok
         undecided |= here & unsure
     return valid, undecided
@@ -562,7 +585,14 @@ def _as_writer(column: pa.Array, kind: Kind) -> pa.Array:
     """Values as the writer's Avro type holds them (an Avro float keeps 32 bits)."""
     if pa.types.is_null(column.type):
         return pa.nulls(len(column), kind.arrow)
-    return column.cast(kind.arrow, safe=False)  # values were validated; float rounds to 32 bits
+    return _cast(column, kind)  # values were validated
+
+
+def _cast(values: pa.Array, kind: Kind) -> pa.Array:
+    """Integers become floats through a double, as Python does before packing a float."""
+    if kind.base == "float" and pa.types.is_integer(values.type):
+        values = values.cast(pa.float64())
+    return values.cast(kind.arrow, safe=False)  # an Avro float rounds to 32 bits
 
 
 def _as_reader(values: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray]:
@@ -574,4 +604,4 @@ def _as_reader(values: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray]:
             undecided = as_mask(unknown)
         else:
             values = pc.if_else(unknown, pa.scalar(kind.enum_default, pa.string()), values)
-    return values.cast(kind.arrow), undecided
+    return _cast(values, kind), undecided

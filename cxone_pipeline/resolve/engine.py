@@ -20,11 +20,13 @@ import pyarrow.compute as pc
 
 from cxone_pipeline.registry import (
     CONTROL_FIELDS,
+    NearMiss,
     PayloadError,
     SchemaVersion,
     SubjectSchemas,
     UnknownSchemaVersion,
     detect_version,
+    near_miss,
 )
 from cxone_pipeline.resolve import columnar
 from cxone_pipeline.resolve.arrow_schema import (
@@ -60,6 +62,9 @@ class TransformResult:
     unmapped_fields: dict[str, int]
     unmapped_by_version: dict[str, dict[str, int]]
     unknown_versions: dict[str, int]
+    # Rows read as a version whose unmapped keys a newer version declares, and why that one
+    # failed (one sample payload per version and unmapped key set).
+    near_misses: list[NearMiss] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +88,9 @@ class _Outcome:
     rejects: list[tuple[int, Reject]] = field(default_factory=list)
     unmapped_by_version: dict[str, Counter[str]] = field(default_factory=dict)
     unknown_versions: Counter[str] = field(default_factory=Counter)
+    unmapped_samples: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], int]] = field(
+        default_factory=dict
+    )
 
     def reject(self, staged: Envelope, code: str, message: str) -> None:
         self.rejects.append((staged.seq, Reject(staged.envelope, code, message)))
@@ -96,6 +104,16 @@ class _Outcome:
 
     def count_unmapped(self, version: str, keys: Iterable[str]) -> None:
         self.unmapped_by_version.setdefault(version, Counter()).update(keys)
+
+    def sample_unmapped(self, version: str, keys: list[str], payload: dict[str, Any]) -> None:
+        """Keep the first payload of each (version, unmapped keys) and count its rows."""
+        key = (version, tuple(keys))
+        sample, rows = self.unmapped_samples.get(key, (payload, 0))
+        if rows or len(self.unmapped_samples) < _MAX_SAMPLES:
+            self.unmapped_samples[key] = (sample, rows + 1)
+
+
+_MAX_SAMPLES = 100
 
 
 def _unmapped_json(payload: dict[str, Any], writer: SchemaVersion) -> tuple[str | None, list[str]]:
@@ -123,7 +141,7 @@ def transform(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> Trans
     for staged, received_us in outcome.exact:
         if received_us is not None and kept[staged.seq]:
             _resolve_record(staged, received_us, subject, outcome)
-    return _result(outcome, duplicates)
+    return _result(outcome, duplicates, subject)
 
 
 def _read(
@@ -316,8 +334,11 @@ def _resolve_batch(
     except pa.ArrowException:  # an Arrow quirk on odd input: every row goes per record
         parts, deferred, unmapped = [], np.ones(len(rows), dtype=bool), {}
     outcome.parts += parts
-    for version, keys in unmapped.items():
-        outcome.count_unmapped(version, keys)
+    for version, found in unmapped.items():
+        outcome.count_unmapped(version, ())
+        for keys, payload in found:
+            outcome.count_unmapped(version, keys)
+            outcome.sample_unmapped(version, keys, payload)
     for index in np.flatnonzero(deferred):
         try:
             staged = parse_envelope(int(seqs[index]), lines[index])
@@ -334,8 +355,9 @@ def _fast_parts(
     subject: SubjectSchemas,
     plans: dict[str, columnar.VersionPlan],
     schema: pa.Schema,
-) -> tuple[list[pa.Table], np.ndarray, dict[str, list[str]]]:
-    """Canonical table parts per writer version, the rows to defer, and unmapped keys met."""
+) -> tuple[list[pa.Table], np.ndarray, dict[str, list[tuple[list[str], dict[str, Any]]]]]:
+    """Canonical table parts per writer version, the rows to defer, and the unmapped keys met
+    with their payloads."""
     payload = table.column("payload").combine_chunks()
     present = columnar.present_masks(payload)
     assigned, deferred = columnar.assign_versions(table, subject, plans, present)
@@ -370,8 +392,9 @@ def _unmapped_texts(
     chosen: np.ndarray,
     plan: columnar.VersionPlan,
     lines: list[bytes],
-) -> tuple[pa.Array, list[str]]:
-    """`_unmapped_fields` of the chosen rows and the unmapped keys met. Taken from the line
+) -> tuple[pa.Array, list[tuple[list[str], dict[str, Any]]]]:
+    """`_unmapped_fields` of the chosen rows, and the unmapped keys met with their payload.
+    Taken from the line
     itself where the payload has a key the writer does not declare, so values keep their
     exact JSON form."""
     extra = np.zeros(len(chosen), dtype=bool)
@@ -379,12 +402,12 @@ def _unmapped_texts(
         if name not in plan.declared:
             extra |= rows[chosen]
     texts: list[str | None] = [None] * len(chosen)
-    keys: list[str] = []
+    met = []
     for index in np.flatnonzero(extra):
         staged = parse_envelope(0, lines[chosen[index]])
         texts[index], found = _unmapped_json(staged.payload, plan.version)
-        keys += found
-    return pa.array(texts, pa.string()), keys
+        met.append((found, staged.payload))
+    return pa.array(texts, pa.string()), met
 
 
 def _resolve_record(
@@ -405,10 +428,12 @@ def _resolve_record(
     row[RECEIVED_AT] = received_us
     row[UNMAPPED_FIELDS], extra = _unmapped_json(staged.payload, writer)
     outcome.count_unmapped(writer.version, extra)
+    if extra:
+        outcome.sample_unmapped(writer.version, extra, staged.payload)
     outcome.rows.append(row)
 
 
-def _result(outcome: _Outcome, duplicates: int) -> TransformResult:
+def _result(outcome: _Outcome, duplicates: int, subject: SubjectSchemas) -> TransformResult:
     parts = [pa.Table.from_pylist(outcome.rows, schema=outcome.schema), *outcome.parts]
     table = pa.concat_tables(parts).sort_by([(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")])
     table = table.combine_chunks()
@@ -431,4 +456,9 @@ def _result(outcome: _Outcome, duplicates: int) -> TransformResult:
             for version, counts in sorted(outcome.unmapped_by_version.items())
         },
         unknown_versions=dict(sorted(outcome.unknown_versions.items())),
+        near_misses=[
+            miss
+            for (version, keys), (payload, rows) in sorted(outcome.unmapped_samples.items())
+            if (miss := near_miss(subject, version, keys, payload, rows)) is not None
+        ],
     )
