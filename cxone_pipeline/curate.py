@@ -151,9 +151,11 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
             f"add schemas/{subject}/{version}.avsc" for version in sorted(result.unknown_versions)
         ]
         if unmatched:
+            sample = next(r.message for r in result.rejects if r.code == "no_matching_schema")
+            metadata["no_matching_schema_sample"] = sample
             actions.append(
-                f"inspect quarantine/{subject} (code no_matching_schema) and add the writer "
-                f"schema those payloads follow under schemas/{subject}/"
+                f"inspect quarantine/{subject} (code no_matching_schema; e.g. {sample[:300]}) "
+                f"and add the writer schema those payloads follow under schemas/{subject}/"
             )
         description = (
             f"{sum(result.unknown_versions.values()) + unmatched} event(s) match no schema "
@@ -164,12 +166,33 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         )
         return CheckOutcome("schema_drift", False, "ERROR", description, metadata)
     if result.unmapped_fields:
-        versions = ", ".join(sorted(unmapped_by_version))
+        # Fields a newer version declares: that version failed on these payloads, say why.
+        near = [miss.describe() for miss in result.near_misses]
+        metadata["near_misses"] = near
+        elsewhere = {key for miss in result.near_misses for key in miss.declared}
+        undeclared = {k: n for k, n in result.unmapped_fields.items() if k not in elsewhere}
+        found, actions = [], []
+        if near:
+            shown = "; ".join(near[:3]) + (f"; and {len(near) - 3} more" if len(near) > 3 else "")
+            found.append(f"payloads fit a newer version except for some fields: {shown}")
+            actions.append(
+                "fix those values at the sender, or add a schemas/"
+                f"{subject}/vN.avsc that accepts them (e.g. iso-timestamp-millis for ISO-8601 "
+                "text, lenient for numbers sent as text; docs/schemas.md)"
+            )
+        if undeclared:
+            versions = ", ".join(sorted(unmapped_by_version))
+            found.append(
+                f"payloads carry fields no schema declares: {_counts(undeclared)} "
+                f"(versions {versions})"
+            )
+            actions.append(
+                f"if they are real, add a new schemas/{subject}/vN.avsc declaring them and map "
+                "them in canonical.avsc"
+            )
         description = (
-            f"payloads carry fields no schema declares: {_counts(result.unmapped_fields)} "
-            f"(versions {versions}). They are kept in _unmapped_fields. Next: if they are "
-            f"real, add a new schemas/{subject}/vN.avsc declaring them and map them in "
-            f"canonical.avsc; see {OPERATIONS_DOC}"
+            f"{'. '.join(found)}. Unmapped fields are kept in _unmapped_fields. Next: "
+            f"{'; '.join(actions)}; see {OPERATIONS_DOC}"
         )
         return CheckOutcome("schema_drift", False, "WARN", description, metadata)
     return CheckOutcome(

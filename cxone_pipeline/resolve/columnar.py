@@ -7,6 +7,7 @@ defers every other row (bad, ambiguous or of a shape it does not handle) to the 
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,6 @@ _TIMESTAMP_RANGE = {
     "timestamp-micros": (-62_135_596_800_000_000, 253_402_300_799_999_999),
 }
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
-_FLOAT32_MAX = 3.4028234663852886e38  # beyond it fastavro cannot write a float
 _PROMOTIONS = {
     ("int", "long"),
     ("int", "float"),
@@ -146,19 +146,28 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
             for f in version.fields
         )
         resolved = resolution(version, subject.canonical)
-        # A version whose resolution fails somewhere goes per record, which names the place.
+        # A version whose resolution fails somewhere goes per record, which names the place; so
+        # does one with a default Arrow cannot hold (text that is not Unicode).
         sources = (
             [
                 _field_source(field, version, subject.canonical, resolved.sources[field["name"]])
                 for field in subject.canonical.fields
             ]
-            if not resolved.problems
+            if not resolved.problems and _unicode_defaults(version)
             else [None]
         )
         columns = None if None in sources else tuple(s for s in sources if s is not None)
         declared = frozenset(f.name for f in fields) | CONTROL_FIELDS
         plans[version.version] = VersionPlan(version, fields, declared, columns)
     return plans
+
+
+def _unicode_defaults(version: SchemaVersion) -> bool:
+    try:
+        json.dumps([f.get("default") for f in version.fields], ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _field_source(
@@ -466,10 +475,7 @@ def _check_values(column: pa.Array, kind: Kind) -> tuple[np.ndarray, np.ndarray]
         # A double column may hold integers Arrow widened because another row had a fraction.
         return valid, np.full(n, pa.types.is_floating(arrow))
     if base in ("float", "double"):
-        numeric = pa.types.is_int64(arrow) or pa.types.is_floating(arrow)
-        if numeric and base == "float":
-            undecided = as_mask(pc.greater(pc.abs(column), _FLOAT32_MAX))
-        return np.full(n, numeric), undecided
+        return np.full(n, pa.types.is_int64(arrow) or pa.types.is_floating(arrow)), undecided
     if base == "boolean":
         return np.full(n, pa.types.is_boolean(arrow)), undecided
     if base == "array" and kind.item is not None:

@@ -123,7 +123,12 @@ def _unmapped_json(payload: dict[str, Any], writer: SchemaVersion) -> tuple[str 
     if not extra:
         return None, extra
     unmapped = {key: payload[key] for key in extra}
-    return json.dumps(unmapped, ensure_ascii=False, separators=(",", ":")), extra
+    text = json.dumps(unmapped, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: kept as the JSON escape it came as
+        text = json.dumps(unmapped, separators=(",", ":"))
+    return text, extra
 
 
 def transform(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> TransformResult:

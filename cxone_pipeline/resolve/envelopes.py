@@ -54,9 +54,18 @@ def parse_envelope(seq: int, line: bytes) -> Envelope:
     if not isinstance(received_at, str):
         raise MalformedEnvelope("envelope has no 'received_at' timestamp")
     event_id = envelope.get("event_id")
-    if not isinstance(event_id, str) or not event_id:
+    if not isinstance(event_id, str) or not event_id or not _is_unicode(event_id):
         event_id = derive_event_id(payload)
     return Envelope(seq, envelope, payload, event_id, received_at)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (JSON can escape them; Parquet cannot hold them)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def line_reject(line: bytes, message: str) -> Reject:

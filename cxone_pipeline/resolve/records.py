@@ -20,6 +20,7 @@ would, and the place is listed in `Resolution.problems` for `schemas check`.
 
 from __future__ import annotations
 
+import math
 import struct
 import uuid
 from collections.abc import Callable, Mapping
@@ -100,8 +101,13 @@ def writer_field_for(
 
 
 def float32(value: float) -> float:
-    """A number as an Avro float holds it; OverflowError beyond float32's range."""
-    return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+    """A number as an Avro float holds it: beyond float32's range, an infinity (as fastavro's
+    writer casts); OverflowError only for an integer beyond even a double's range."""
+    number = float(value)
+    try:
+        return _FLOAT32.unpack(_FLOAT32.pack(number))[0]
+    except OverflowError:
+        return math.copysign(math.inf, number)
 
 
 def _utf8(value: str, where: str) -> str:
@@ -405,14 +411,16 @@ class _Compiler:
         if w_kind not in INT_RANGE:  # boolean
             return lambda value: value
         to_float = r_kind in ("float", "double")
-        if w_logical:
-            # fastavro reads the writer's logical value first: out of its range, that fails.
-            low, high = LOGICAL_RANGES[(w_kind, w_logical)]
-            as_days = w_logical == "date"
+        # fastavro reads a writer's logical value as a Python date or time, which fails out of
+        # its range; a canonical temporal column holds only what reads as one too.
+        key = (w_kind, w_logical) if w_logical else (r_kind, r_logical)
+        if key in LOGICAL_RANGES:
+            low, high = LOGICAL_RANGES[key]
+            as_days, logical = w_logical == "date", key[1]
 
             def read_logical(value: Any) -> Any:
                 number = _in_range(
-                    date_days(value) if as_days else value, low, high, label, w_logical
+                    date_days(value) if as_days else value, low, high, label, logical
                 )
                 return _number(narrow, number, label) if to_float else number
 
@@ -441,7 +449,7 @@ class _Compiler:
         if kind == "boolean" and isinstance(value, bool):
             return value
         if kind in INT_RANGE and is_integer(value):
-            low, high = INT_RANGE[kind]
+            low, high = LOGICAL_RANGES.get((kind, logical), INT_RANGE[kind])
             if low <= value <= high:
                 return value
         if kind in ("float", "double") and is_number(value):
