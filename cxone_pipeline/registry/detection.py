@@ -87,6 +87,8 @@ def payload_problem(payload: Mapping[str, Any], version: SchemaVersion) -> str |
 
 
 def _problem(payload: Mapping[str, Any], version: SchemaVersion) -> str | None:
+    if _valid(payload, version):
+        return None
     missing = [f["name"] for f in version.fields if "default" not in f and f["name"] not in payload]
     if missing:
         return f"missing required field(s) {', '.join(missing)}"
@@ -94,10 +96,18 @@ def _problem(payload: Mapping[str, Any], version: SchemaVersion) -> str | None:
         prepared = prepare(payload, version)
     except InvalidRecord as exc:
         return str(exc).removeprefix(f"{version.subject} {version.version}: ")
-    checks = writer_checks(version)
-    if checks.root(prepared):
-        return None
-    return checks.problem(prepared, version.schema, "")
+    return writer_checks(version).problem(prepared, version.schema, "")
+
+
+def _valid(payload: Mapping[str, Any], version: SchemaVersion) -> bool:
+    """payload_problem(...) is None, without composing the reason."""
+    if any("default" not in f and f["name"] not in payload for f in version.fields):
+        return False
+    try:
+        prepared = prepare(payload, version)
+    except InvalidRecord:
+        return False
+    return writer_checks(version).root(prepared)
 
 
 def detect_version(
@@ -118,7 +128,7 @@ def detect_version(
             raise InvalidRecord(problem)
         return version
     for version in reversed(subject.versions):
-        if payload_problem(payload, version) is None:
+        if _valid(payload, version):
             return version
     versions = ", ".join(v.version for v in subject.versions)
     message = f"{subject.name}: payload matches none of {versions}"
