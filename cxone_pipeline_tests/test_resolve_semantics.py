@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,15 @@ def registry(tmp_path: Path, canonical: dict[str, Any], *writers: dict[str, Any]
 
 def subject(tmp_path: Path, canonical: dict[str, Any], *writers: dict[str, Any]) -> SubjectSchemas:
     return load_subject(registry(tmp_path, canonical, *writers), "s")
+
+
+def accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture, canonical: dict[str, Any], *writers: dict
+) -> SubjectSchemas:
+    """The subject of a registry `schemas check` accepts (every case that must work)."""
+    schemas_dir = registry(tmp_path, canonical, *writers)
+    assert check(capsys, schemas_dir) == (0, "")
+    return load_subject(schemas_dir, "s")
 
 
 def staged(payloads: list[dict[str, Any]], version: str | None = None) -> bytes:
@@ -91,19 +100,19 @@ def check(capsys, schemas_dir: Path) -> tuple[int, str]:
 LONG = {"type": "long"}
 
 
-def test_a_field_is_read_by_name_before_an_alias_takes_another_field(tmp_path):
+def test_a_field_is_read_by_name_before_an_alias_takes_another_field(tmp_path, capsys):
     canonical = record("R", [{"name": "y", "type": "long", "aliases": ["x"]}])
     both_fields = record("R", [{"name": "x", "type": "long"}, {"name": "y", "type": "long"}])
     renamed = record("R", [{"name": "x", "type": "long"}])
-    schemas = subject(tmp_path, canonical, both_fields, renamed)
+    schemas = accepted(tmp_path, capsys, canonical, both_fields, renamed)
     result = both_paths(schemas, [{"x": 1, "y": 2, "_schema_version": "v1"}, {"x": 3}])
     assert column(result, "y") == [2, 3]
     assert column(result, "_schema_version") == ["v1", "v2"]
 
 
-def test_a_writer_declaring_event_id_reads_it_as_a_field(tmp_path, monkeypatch):
+def test_a_writer_declaring_event_id_reads_it_as_a_field(tmp_path, capsys):
     fields = [{"name": "eventId", "type": "string"}, {"name": "amount", "type": "long"}]
-    schemas = subject(tmp_path, record("R", fields), record("R", fields))
+    schemas = accepted(tmp_path, capsys, record("R", fields), record("R", fields))
     result = both_paths(schemas, [{"eventId": "id-1", "amount": 5}, {"amount": 6}])
     assert column(result, "eventId") == ["id-1"]
     assert column(result, "_unmapped_fields") == [None]
@@ -111,13 +120,13 @@ def test_a_writer_declaring_event_id_reads_it_as_a_field(tmp_path, monkeypatch):
     assert "missing required field(s) eventId" in result.rejects[0].message
 
 
-def test_uuid_is_canonical_text_and_a_bad_one_quarantines_only_its_record(tmp_path):
+def test_uuid_is_canonical_text_and_a_bad_one_quarantines_only_its_record(tmp_path, capsys):
     uuid_type = {"type": "string", "logicalType": "uuid"}
     canonical = record("R", [{"name": "id", "type": uuid_type}, {"name": "raw", "type": "string"}])
     writer = record("R", [{"name": "id", "type": uuid_type}, {"name": "raw", "type": uuid_type}])
     good = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
     result = both_paths(
-        subject(tmp_path, canonical, writer),
+        accepted(tmp_path, capsys, canonical, writer),
         [{"id": good, "raw": good}, {"id": "not-a-uuid", "raw": good}],
     )
     assert column(result, "id") == [good.lower()]
@@ -126,12 +135,12 @@ def test_uuid_is_canonical_text_and_a_bad_one_quarantines_only_its_record(tmp_pa
     assert "id: 'not-a-uuid' is not a UUID" in result.rejects[0].message
 
 
-def test_a_timestamp_read_as_a_plain_long_is_the_number_and_vice_versa(tmp_path):
+def test_a_timestamp_read_as_a_plain_long_is_the_number_and_vice_versa(tmp_path, capsys):
     millis = {"type": "long", "logicalType": "timestamp-millis"}
     canonical = record("R", [{"name": "at", "type": "long"}, {"name": "seen", "type": millis}])
     writer = record("R", [{"name": "at", "type": millis}, {"name": "seen", "type": "long"}])
     result = both_paths(
-        subject(tmp_path, canonical, writer),
+        accepted(tmp_path, capsys, canonical, writer),
         [{"at": 1_764_272_905_123, "seen": 5}, {"at": 253_402_300_800_000, "seen": 1}],
     )
     assert column(result, "at") == [1_764_272_905_123]
@@ -140,7 +149,7 @@ def test_a_timestamp_read_as_a_plain_long_is_the_number_and_vice_versa(tmp_path)
     assert "outside the range of timestamp-millis" in result.rejects[0].message
 
 
-def test_empty_and_recursive_writer_records_resolve(tmp_path):
+def test_empty_and_recursive_writer_records_resolve(tmp_path, capsys):
     node = record(
         "Node",
         [{"name": "value", "type": "long"}, {"name": "next", "type": ["null", "test.Node"]}],
@@ -157,7 +166,9 @@ def test_empty_and_recursive_writer_records_resolve(tmp_path):
     payload = {"meta": {}, "list": {"value": 1, "next": {"value": 2, "next": None}}, "head": 1}
     bad_text = {**payload, "list": {"value": 1, "next": {"value": 2, "next": None, "x": "\ud800"}}}
     deep_bad = {**payload, "list": {"value": 1, "next": {"value": "two", "next": None}}}
-    result = both_paths(subject(tmp_path, canonical, writer), [payload, bad_text, deep_bad])
+    result = both_paths(
+        accepted(tmp_path, capsys, canonical, writer), [payload, bad_text, deep_bad]
+    )
     assert column(result, "head") == [1, 1]
     assert rejected(result) == {"e002": "no_matching_schema"}
 
@@ -187,7 +198,7 @@ def test_schemas_check_refuses_canonical_types_parquet_cannot_hold(
     assert "s/canonical.avsc: field" in err and problem in err
 
 
-def test_reader_defaults_of_bytes_fixed_and_decimal_are_code_points(tmp_path):
+def test_reader_defaults_of_bytes_fixed_and_decimal_are_code_points(tmp_path, capsys):
     decimal = {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2}
     canonical = record(
         "R",
@@ -204,7 +215,7 @@ def test_reader_defaults_of_bytes_fixed_and_decimal_are_code_points(tmp_path):
         ],
     )
     result = both_paths(
-        subject(tmp_path, canonical, record("R", [{"name": "n", **LONG}])), [{"n": 1}]
+        accepted(tmp_path, capsys, canonical, record("R", [{"name": "n", **LONG}])), [{"n": 1}]
     )
     assert result.table.to_pylist()[0] | {"_received_at": None} == {
         "n": 1,
@@ -229,7 +240,7 @@ def test_invalid_reader_defaults_are_refused_by_schemas_check(tmp_path, capsys):
     assert "s v1: canonical field 'b': its default is invalid" in err
 
 
-def test_multi_branch_unions_are_structs_with_one_member_per_branch(tmp_path):
+def test_multi_branch_unions_are_structs_with_one_member_per_branch(tmp_path, capsys):
     amount = ["null", "long", "string"]
     canonical = record("R", [{"name": "amount", "type": amount, "default": None}])
     writers = [
@@ -237,7 +248,9 @@ def test_multi_branch_unions_are_structs_with_one_member_per_branch(tmp_path):
         record("R", [{"name": "amount", "type": ["string", "int"]}]),  # reordered, promoted
         record("R", [{"name": "amount", "type": "long"}]),
     ]
-    schemas = subject(tmp_path, canonical, *writers)
+    schemas_dir = registry(tmp_path, canonical, *writers)
+    assert check(capsys, schemas_dir) == (0, "")
+    schemas = load_subject(schemas_dir, "s")
     payloads = [
         {"amount": 5, "_schema_version": 1},
         {"amount": "", "_schema_version": 1},
@@ -263,7 +276,7 @@ def test_multi_branch_unions_are_structs_with_one_member_per_branch(tmp_path):
     assert [value for (value,) in queried] == ["5", "", None, "12", "7", str(2**40)]
 
 
-def test_unions_of_records_resolve_by_name_and_alias(tmp_path):
+def test_unions_of_records_resolve_by_name_and_alias(tmp_path, capsys):
     person = record("Person", [{"name": "name", "type": "string"}], aliases=["Human"])
     company = record(
         "Company", [{"name": "name", "type": "string"}, {"name": "vat", **{"type": "string"}}]
@@ -272,7 +285,7 @@ def test_unions_of_records_resolve_by_name_and_alias(tmp_path):
     human = record("Human", [{"name": "name", "type": "string"}])
     writer = record("R", [{"name": "party", "type": ["null", company, human]}])
     result = both_paths(
-        subject(tmp_path, canonical, writer),
+        accepted(tmp_path, capsys, canonical, writer),
         [{"party": {"name": "Ann"}}, {"party": {"name": "Acme", "vat": "X1"}}, {"party": None}],
     )
     assert column(result, "party") == [
@@ -282,14 +295,14 @@ def test_unions_of_records_resolve_by_name_and_alias(tmp_path):
     ]
 
 
-def test_a_type_key_is_an_ordinary_key(tmp_path):
+def test_a_type_key_is_an_ordinary_key(tmp_path, capsys):
     first = record("First", [{"name": "a", "type": "long"}])
     second = record("Second", [{"name": "a", "type": "long"}, {"name": "b", "type": "long"}])
     fields = [
         {"name": "pick", "type": [first, second]},
         {"name": "tags", "type": {"type": "map", "values": "string"}},
     ]
-    schemas = subject(tmp_path, record("R", fields), record("R", fields))
+    schemas = accepted(tmp_path, capsys, record("R", fields), record("R", fields))
     payload = {"pick": {"-type": "test.Second", "a": 1}, "tags": {"-type": "x"}, "-type": "R"}
     result = both_paths(schemas, [payload])
     assert column(result, "pick") == [{"First": {"a": 1}, "Second": None}]
@@ -315,11 +328,11 @@ def test_record_and_enum_name_mismatches_are_refused_and_quarantined_alike(tmp_p
     assert rejected(result) == {"e000": "invalid_record"}
 
 
-def test_values_fastavro_cannot_write_quarantine_only_their_record(tmp_path):
+def test_values_fastavro_cannot_write_quarantine_only_their_record(tmp_path, capsys):
     fields = [{"name": "x", "type": "float"}, {"name": "note", "type": "string"}]
     canonical = record("R", [{"name": "x", "type": "double"}])
     result = both_paths(
-        subject(tmp_path, canonical, record("R", fields)),
+        accepted(tmp_path, capsys, canonical, record("R", fields)),
         [{"x": 0.1, "note": "ok"}, {"x": 3.5e38, "note": "ok"}, {"x": 1, "note": "\ud800"}],
     )
     # Beyond float32's range fastavro's writer casts to infinity; text that is not Unicode
@@ -369,8 +382,8 @@ ISO_V2_PAYLOAD = {
 }
 
 
-def test_rows_read_as_an_older_version_name_the_newer_one_and_why_it_failed(tmp_path):
-    schemas = subject(tmp_path, DRIFT_CANONICAL, *DRIFT_WRITERS)
+def test_rows_read_as_an_older_version_name_the_newer_one_and_why_it_failed(tmp_path, capsys):
+    schemas = accepted(tmp_path, capsys, DRIFT_CANONICAL, *DRIFT_WRITERS)
     result = both_paths(schemas, [ISO_V2_PAYLOAD, {**ISO_V2_PAYLOAD, "customerId": "c-2"}])
     assert result.rows_per_version == {"v1": 2}
     assert column(result, "contact_id") == [None, None]
@@ -397,7 +410,7 @@ def test_no_matching_schema_names_the_nearest_version_and_its_problem(tmp_path):
     ]
 
 
-def test_writer_extensions_resolve_alike_on_both_paths(tmp_path):
+def test_writer_extensions_resolve_alike_on_both_paths(tmp_path, capsys):
     iso = {"type": "string", "logicalType": "iso-timestamp-millis"}
     canonical = record(
         "R",
@@ -420,7 +433,7 @@ def test_writer_extensions_resolve_alike_on_both_paths(tmp_path):
             {"name": "startedAt", "type": iso},
         ],
     )
-    schemas = subject(tmp_path, canonical, DRIFT_WRITERS[0], extended)
+    schemas = accepted(tmp_path, capsys, canonical, DRIFT_WRITERS[0], extended)
     at = "2026-11-27T10:00:00Z"
     result = both_paths(
         schemas,
@@ -441,3 +454,35 @@ def test_writer_extensions_resolve_alike_on_both_paths(tmp_path):
     texts = both_paths(schemas, [{"customerId": "d", "duration": "7", "startedAt": 0}] * 2)
     assert column(texts, "_schema_version") == ["v2", "v2"]
     assert column(texts, "duration") == [7, 7]
+
+
+def test_dates_and_times_hold_only_what_reads_as_one(tmp_path, capsys):
+    day = {"type": "int", "logicalType": "date"}
+    time_ms = {"type": "int", "logicalType": "time-millis"}
+    local = {"type": "long", "logicalType": "local-timestamp-micros"}
+    fields = [
+        {"name": "day", "type": day},
+        {"name": "at", "type": time_ms},
+        {"name": "local", "type": local},
+    ]
+    result = both_paths(
+        accepted(tmp_path, capsys, record("R", fields), record("R", fields)),
+        [
+            {"day": "2026-11-27", "at": 1_000, "local": 1},
+            {"day": 20_784, "at": 86_399_999, "local": 0},
+            {"day": "27/11/2026", "at": 0, "local": 0},  # not a date: valid for no version
+            {"day": 0, "at": -1, "local": 0},  # before midnight: not a time
+            {"day": 0, "at": 0, "local": 2**62},  # beyond year 9999
+        ],
+    )
+    assert column(result, "day") == [date(2026, 11, 27)] * 2
+    assert column(result, "at") == [time(0, 0, 1), time(23, 59, 59, 999_000)]
+    assert column(result, "local") == [datetime(1970, 1, 1, 0, 0, 0, 1), datetime(1970, 1, 1)]
+    assert rejected(result) == {
+        "e002": "no_matching_schema",
+        "e003": "invalid_record",
+        "e004": "invalid_record",
+    }
+    assert "day: '27/11/2026' is a string where an int (date) is expected" in (
+        result.rejects[0].message
+    )

@@ -10,6 +10,7 @@ which is why the canonical reader with aliases exists.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,9 @@ def _compatible(result: SchemaCompatibilityResult) -> bool:
 def _apache_schema(version: SchemaVersion) -> avro.schema.RecordSchema:
     # The effective schema: ISO-8601 text fields are checked as the timestamps they encode.
     try:
-        return avro.schema.parse(json.dumps(effective_document(version.document)))
+        with warnings.catch_warnings():  # it only knows some logical types; modes ignore them
+            warnings.simplefilter("ignore", avro.errors.IgnoredLogicalType)
+            return avro.schema.parse(json.dumps(effective_document(version.document)))
     except (avro.errors.AvroException, ValueError) as exc:
         raise SchemaError(f"{version.path}: Apache Avro cannot parse it: {exc}") from exc
 

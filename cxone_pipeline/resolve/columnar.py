@@ -20,24 +20,13 @@ import pyarrow.json as pj
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
 from cxone_pipeline.registry.detection import writer_checks
 from cxone_pipeline.registry.extensions import uses_extensions
+from cxone_pipeline.registry.validation import INT_RANGE
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
-from cxone_pipeline.resolve.records import resolution
+from cxone_pipeline.resolve.records import LOGICAL_RANGES, PROMOTIONS, resolution
 
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
 # Python's datetime range, beyond which fastavro cannot read a timestamp.
-_TIMESTAMP_RANGE = {
-    "timestamp-millis": (-62_135_596_800_000, 253_402_300_799_999),
-    "timestamp-micros": (-62_135_596_800_000_000, 253_402_300_799_999_999),
-}
-_INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
-_PROMOTIONS = {
-    ("int", "long"),
-    ("int", "float"),
-    ("int", "double"),
-    ("long", "float"),
-    ("long", "double"),
-    ("float", "double"),
-}
+_TIMESTAMPS = ("timestamp-millis", "timestamp-micros")
 
 
 @dataclass(frozen=True)
@@ -70,7 +59,7 @@ def kind_of(avro_type: Any, named: dict[str, Any]) -> Kind | None:
         return kind_of(named[avro_type], named) if avro_type in named else None
     base = avro_type if isinstance(avro_type, str) else avro_type["type"]
     logical = None if isinstance(avro_type, str) else avro_type.get("logicalType")
-    if logical is not None and not (base == "long" and logical in _TIMESTAMP_RANGE):
+    if logical is not None and not (base == "long" and logical in _TIMESTAMPS):
         return None
     if base in _FAST_BASES:
         return Kind(base, False, avro_to_arrow(avro_type, named)[0], logical=logical)
@@ -98,7 +87,7 @@ def _readable(writer: Kind, reader: Kind) -> bool:
             and reader.item is not None
             and _readable(writer.item, reader.item)
         )
-    return writer.base == reader.base or (writer.base, reader.base) in _PROMOTIONS
+    return writer.base == reader.base or (writer.base, reader.base) in PROMOTIONS
 
 
 @dataclass(frozen=True)
@@ -463,12 +452,12 @@ def _check_values(column: pa.Array, kind: Kind) -> tuple[np.ndarray, np.ndarray]
         return as_mask(
             pc.is_in(column, pa.array(sorted(kind.symbols or ()), pa.string()))
         ), undecided
-    if base in _INT_RANGE:
+    if base in INT_RANGE:
         if pa.types.is_int64(arrow):
-            low, high = _INT_RANGE[base]
+            low, high = INT_RANGE[base]
             valid = as_mask(pc.and_(pc.greater_equal(column, low), pc.less_equal(column, high)))
             if kind.logical:  # valid Avro, but fastavro fails to read it: its call
-                low, high = _TIMESTAMP_RANGE[kind.logical]
+                low, high = LOGICAL_RANGES[("long", kind.logical)]
                 inside = pc.and_(pc.greater_equal(column, low), pc.less_equal(column, high))
                 undecided = ~as_mask(inside) & as_mask(column.is_valid())
             return valid, undecided
