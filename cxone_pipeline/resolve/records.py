@@ -9,7 +9,8 @@ specification, where the specification wins:
 - defaults are read as their type says: `bytes`/`fixed` as code points 0-255, `decimal` from
   those bytes, records with their own fields' defaults (fastavro returns the JSON as written);
 - logical types are annotations: a `timestamp-millis` read as a plain `long` is the number;
-- `time-millis`/`time-micros` outside one day are invalid (fastavro wraps negative ones).
+- a temporal canonical column holds only what fastavro can read as a date or time (years
+  1-9999, times within one day), whatever the writer declared (fastavro wraps negative times).
 
 Values come out as the canonical Arrow columns hold them (`arrow_schema`): temporal values as
 integers in their unit, `uuid` as canonical text, a multi-branch union as a struct with the
@@ -249,26 +250,17 @@ class _Compiler:
                     return self.member(reader, index, self.resolve(writer, branch, where))
             return self.fail(where, f"{type_name(writer)} is none of the canonical union's types")
         w_kind, r_kind = _kind(writer), _kind(reader)
-        if not self.matches(writer, reader):
-            if w_kind in NAMED_KINDS and w_kind == r_kind:
-                reason = (
-                    f"{type_name(writer)} is neither named {short_name(reader['name'])} nor "
-                    "among its aliases"
-                )
+        # fastavro matches named types by name only: a record named like an enum matches it.
+        same_kind = w_kind not in NAMED_KINDS or _named_kind(w_kind) == _named_kind(r_kind)
+        if not self.matches(writer, reader) or not same_kind:
+            if same_kind and w_kind in NAMED_KINDS:
+                reason = f"is neither named {short_name(reader['name'])} nor among its aliases"
             else:
-                reason = f"{type_name(writer)} cannot be read as {type_name(reader)}"
-            return self.fail(where, reason)
+                reason = f"cannot be read as {type_name(reader)}"
+            return self.fail(where, f"{type_name(writer)} {reason}")
         if w_kind in ("record", "error"):
-            if r_kind not in ("record", "error"):
-                return self.fail(
-                    where, f"{type_name(writer)} cannot be read as {type_name(reader)}"
-                )
             return self.record(writer, reader, where)
         if w_kind == "enum":
-            if r_kind != "enum":
-                return self.fail(
-                    where, f"{type_name(writer)} cannot be read as {type_name(reader)}"
-                )
             return _enum(reader, where)
         if w_kind == "array":
             items = self.resolve(writer["items"], reader["items"], where.item("[]"))
@@ -487,6 +479,10 @@ class _Compiler:
 
 def _kind(avro_type: Any) -> str:
     return avro_type if isinstance(avro_type, str) else avro_type["type"]
+
+
+def _named_kind(kind: str) -> str:
+    return "record" if kind == "error" else kind
 
 
 def _apply(check: Read | None, value: Any) -> None:
