@@ -187,6 +187,10 @@ def test_empty_and_recursive_writer_records_resolve(tmp_path, capsys):
             },
             "record Node contains itself",
         ),
+        (
+            {"name": "f", "type": {"type": "fixed", "name": "Zero", "size": 0}},
+            "fixed Zero of size 0",
+        ),
     ],
 )
 def test_schemas_check_refuses_canonical_types_parquet_cannot_hold(

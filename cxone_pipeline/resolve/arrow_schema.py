@@ -100,6 +100,11 @@ def avro_to_arrow(
     if kind == "enum":
         return pa.string(), False
     if kind == "fixed":
+        if avro_type["size"] < 1:
+            raise UnsupportedType(
+                f"fixed {short_name(avro_type['name'])} of size 0: Parquet "
+                "has no empty fixed-length type"
+            )
         return pa.binary(avro_type["size"]), False
     if kind == "array":
         item, item_nullable = avro_to_arrow(avro_type["items"], named, enclosing)
