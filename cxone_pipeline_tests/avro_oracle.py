@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import fastavro.logical_writers
 import pyarrow as pa
@@ -198,6 +199,8 @@ def _numbers(value: Any) -> Any:
         return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
     if isinstance(value, date):
         return (value - date(1970, 1, 1)).days
+    if isinstance(value, UUID):
+        return str(value)
     if isinstance(value, list):
         return [_numbers(v) for v in value]
     if isinstance(value, dict):

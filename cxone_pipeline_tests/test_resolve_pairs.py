@@ -31,6 +31,7 @@ from cxone_pipeline_tests.avro_oracle import expected_table
 PRIMITIVES = ["boolean", "int", "long", "float", "double", "string"]
 TIMESTAMP = {"type": "long", "logicalType": "timestamp-millis"}
 DATE = {"type": "int", "logicalType": "date"}
+UUID = {"type": "string", "logicalType": "uuid"}
 # At most one branch of each class in a canonical union, so that the oracle can tell from a
 # value fastavro returns which branch it took.
 UNION_CLASSES = ["integral", "floating", "text", "boolean", "record", "array"]
@@ -59,7 +60,7 @@ def reader_type(
     """A canonical type (`writable`: one a writer may declare too, so no bytes)."""
     options = [*PRIMITIVES, "timestamp", "enum"]
     if not names.simple:
-        options += ["date"] if writable else ["date", "bytes"]
+        options += ["date", "uuid"] if writable else ["date", "uuid", "bytes"]
     if depth > 0 and names.simple:
         options += ["array"] + ([] if in_union else ["nullable"])
     elif depth > 0:
@@ -73,6 +74,8 @@ def reader_type(
         return dict(TIMESTAMP)
     if kind == "date":
         return dict(DATE)
+    if kind == "uuid":
+        return dict(UUID)
     if kind == "enum":
         symbols = draw(st.lists(st.sampled_from("ABCD"), min_size=1, max_size=4, unique=True))
         enum = {"type": "enum", "name": names.fresh("E"), "symbols": symbols}
@@ -157,7 +160,7 @@ _WRITER_PRIMITIVE = {
     "long": ["long", "long", "int", "timestamp"],
     "float": ["float", "float", "int", "long"],
     "double": ["double", "float", "int", "long"],
-    "string": ["string"],
+    "string": ["string", "string", "uuid"],
     "bytes": ["string"],
 }
 
@@ -204,9 +207,12 @@ def writer_type(draw: st.DrawFn, reader: Any, names: Names) -> Any:
         return draw(st.sampled_from([dict(TIMESTAMP), dict(TIMESTAMP), "long"]))
     if logical == "date":
         return draw(st.sampled_from([dict(DATE), dict(DATE), "int"]))
+    if logical == "uuid":
+        return draw(st.sampled_from([dict(UUID), "string"]))
     if kind in _WRITER_PRIMITIVE:
         chosen = draw(st.sampled_from(_WRITER_PRIMITIVE[kind]))
-        written = {"timestamp": dict(TIMESTAMP), "date": dict(DATE)}.get(chosen, chosen)
+        written = {"timestamp": TIMESTAMP, "date": DATE, "uuid": UUID}.get(chosen, chosen)
+        written = dict(written) if isinstance(written, dict) else written
         if draw(st.integers(0, 9)) == 0:  # widened: values of the other branch do not resolve
             return ["null", written] if kind != "string" else ["null", "string"]
         return written
@@ -302,6 +308,8 @@ def value_of(avro_type: Any, clean: bool) -> st.SearchStrategy[Any]:
         return inside if clean else st.one_of(inside, st.integers(-(2**63), 2**63 - 1))
     if logical == "date":
         return st.one_of(st.integers(-800_000, 3_000_000), st.just("2026-11-27"))
+    if logical == "uuid":
+        return st.one_of(st.uuids().map(str).map(str.upper), TEXT)
     if kind == "enum":
         return st.sampled_from(avro_type["symbols"])
     if kind == "array":
