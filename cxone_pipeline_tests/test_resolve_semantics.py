@@ -490,3 +490,22 @@ def test_dates_and_times_hold_only_what_reads_as_one(tmp_path, capsys):
     assert "day: '27/11/2026' is a string where an int (date) is expected" in (
         result.rejects[0].message
     )
+
+
+def test_lone_surrogates_outside_resolved_fields_never_fail_the_hour(tmp_path, capsys):
+    fields = [{"name": "n", "type": "long"}]
+    schemas = accepted(tmp_path, capsys, record("R", fields), record("R", fields))
+    line = json.dumps(
+        {
+            "event_id": "\ud800",
+            "received_at": "2026-11-27T19:00:00Z",
+            "payload": {"n": 1, "note": "a\ud800"},
+        }
+    )
+    reserved = json.dumps(
+        {"received_at": "2026-11-27T19:00:01Z", "payload": {"n": 2, "eventId": "sha256:x"}}
+    )
+    result = transform([f"{line}\n{reserved}".encode()], schemas)
+    assert column(result, "n") == [1, 2]
+    assert column(result, "_unmapped_fields") == ['{"note":"a\\ud800"}', None]
+    assert all(event_id.startswith("sha256:") for event_id in column(result, "_event_id"))

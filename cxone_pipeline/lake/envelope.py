@@ -23,8 +23,10 @@ class ReservedEventId(ValueError):
 
 
 def canonical_json(payload: Mapping[str, Any]) -> bytes:
-    """Sorted keys, compact separators, UTF-8: equal payloads give equal bytes."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, compact separators, UTF-8: equal payloads give equal bytes. (A lone
+    surrogate, which the landing refuses but a hand-dropped file may hold, is kept as is.)"""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def event_id(payload: Mapping[str, Any], idempotency_key: str | None = None) -> str:

@@ -84,6 +84,16 @@ class IdentityCache(Generic[T]):
         return found[1]
 
 
+def is_unicode(text: str) -> bool:
+    """False for text with lone surrogates: JSON can escape them, UTF-8 (so Avro, Arrow and
+    Parquet) cannot hold them."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def short_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 

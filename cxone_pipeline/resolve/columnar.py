@@ -20,12 +20,11 @@ import pyarrow.json as pj
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
 from cxone_pipeline.registry.detection import writer_checks
 from cxone_pipeline.registry.extensions import uses_extensions
-from cxone_pipeline.registry.validation import INT_RANGE
+from cxone_pipeline.registry.validation import INT_RANGE, is_unicode
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
 from cxone_pipeline.resolve.records import LOGICAL_RANGES, PROMOTIONS, resolution
 
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
-# Python's datetime range, beyond which fastavro cannot read a timestamp.
 _TIMESTAMPS = ("timestamp-millis", "timestamp-micros")
 
 
@@ -142,21 +141,16 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
                 _field_source(field, version, subject.canonical, resolved.sources[field["name"]])
                 for field in subject.canonical.fields
             ]
-            if not resolved.problems and _unicode_defaults(version)
+            if not resolved.problems
+            and is_unicode(
+                json.dumps([f.get("default") for f in version.fields], ensure_ascii=False)
+            )
             else [None]
         )
         columns = None if None in sources else tuple(s for s in sources if s is not None)
         declared = frozenset(f.name for f in fields) | CONTROL_FIELDS
         plans[version.version] = VersionPlan(version, fields, declared, columns)
     return plans
-
-
-def _unicode_defaults(version: SchemaVersion) -> bool:
-    try:
-        json.dumps([f.get("default") for f in version.fields], ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _field_source(

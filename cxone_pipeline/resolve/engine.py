@@ -28,6 +28,7 @@ from cxone_pipeline.registry import (
     detect_version,
     near_miss,
 )
+from cxone_pipeline.registry.validation import is_unicode
 from cxone_pipeline.resolve import columnar
 from cxone_pipeline.resolve.arrow_schema import (
     EVENT_ID,
@@ -124,9 +125,7 @@ def _unmapped_json(payload: dict[str, Any], writer: SchemaVersion) -> tuple[str 
         return None, extra
     unmapped = {key: payload[key] for key in extra}
     text = json.dumps(unmapped, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: kept as the JSON escape it came as
+    if not is_unicode(text):  # a lone surrogate: kept as the JSON escape it came as
         text = json.dumps(unmapped, separators=(",", ":"))
     return text, extra
 
@@ -399,9 +398,8 @@ def _unmapped_texts(
     lines: list[bytes],
 ) -> tuple[pa.Array, list[tuple[list[str], dict[str, Any]]]]:
     """`_unmapped_fields` of the chosen rows, and the unmapped keys met with their payload.
-    Taken from the line
-    itself where the payload has a key the writer does not declare, so values keep their
-    exact JSON form."""
+    Taken from the line itself where the payload has a key the writer does not declare, so
+    values keep their exact JSON form."""
     extra = np.zeros(len(chosen), dtype=bool)
     for name, rows in present.items():
         if name not in plan.declared:

@@ -10,7 +10,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from cxone_pipeline.lake.envelope import ReservedEventId, derived_id
 from cxone_pipeline.lake.envelope import event_id as derive_event_id
+from cxone_pipeline.registry.validation import is_unicode
 from cxone_pipeline.resolve.rejects import Reject
 
 NOT_AN_OBJECT = "not_an_object"
@@ -54,18 +56,19 @@ def parse_envelope(seq: int, line: bytes) -> Envelope:
     if not isinstance(received_at, str):
         raise MalformedEnvelope("envelope has no 'received_at' timestamp")
     event_id = envelope.get("event_id")
-    if not isinstance(event_id, str) or not event_id or not _is_unicode(event_id):
-        event_id = derive_event_id(payload)
+    if not isinstance(event_id, str) or not event_id or not is_unicode(event_id):
+        event_id = _payload_event_id(payload)
     return Envelope(seq, envelope, payload, event_id, received_at)
 
 
-def _is_unicode(text: str) -> bool:
-    """False for text with lone surrogates (JSON can escape them; Parquet cannot hold them)."""
+def _payload_event_id(payload: dict[str, Any]) -> str:
+    """The landing's rule, for an envelope without a usable id; an id in the payload that the
+    rule refuses (the reserved form) or Parquet cannot hold gives way to the content hash."""
     try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+        found = derive_event_id(payload)
+    except ReservedEventId:
+        return derived_id(payload)
+    return found if is_unicode(found) else derived_id(payload)
 
 
 def line_reject(line: bytes, message: str) -> Reject:

@@ -39,6 +39,7 @@ from cxone_pipeline.registry.validation import (
     describe,
     is_integer,
     is_number,
+    is_unicode,
     short_name,
     type_name,
 )
@@ -112,10 +113,8 @@ def float32(value: float) -> float:
 
 
 def _utf8(value: str, where: str) -> str:
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise Unresolvable(f"{where}: {describe(value)} is not valid Unicode text") from None
+    if not is_unicode(value):
+        raise Unresolvable(f"{where}: {describe(value)} is not valid Unicode text")
     return value
 
 
@@ -449,11 +448,8 @@ class _Compiler:
                 return float32(value) if kind == "float" else float(value)
             except OverflowError:
                 pass
-        if kind == "string" and isinstance(value, str):
-            try:
-                return _utf8(value, "")
-            except Unresolvable:
-                pass
+        if kind == "string" and isinstance(value, str) and is_unicode(value):
+            return value
         if kind in ("bytes", "fixed") and isinstance(value, str):
             data = _code_points(value)
             if data is not None and (kind == "bytes" or len(data) == reader["size"]):
