@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
-from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_webhook
+from cxone_pipeline.defs.cxone import CXoneResource, register_webhook_job
 from cxone_pipeline.defs.resources import build_resources
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.defs.sensors import build_staging_sensor
@@ -29,11 +29,11 @@ def build_definitions(settings: Settings) -> Definitions:
         ],
         sensors=[build_staging_sensor(subjects, settings.sensor_interval_seconds, first_hour)],
         schedules=[build_reconcile_schedule(subjects, settings.reconcile_cron, first_hour)],
-        jobs=[register_cxone_webhook],
+        jobs=[register_webhook_job(subjects)],
         # Each run is one step (an hour range of one subject): a step subprocess would only
         # import the code location a second time.
         executor=in_process_executor,
-        resources={**build_resources(settings), "cxone": cxone_resource_from_env()},
+        resources={**build_resources(settings), "cxone": CXoneResource()},
     )
 
 

@@ -62,6 +62,9 @@ class CXoneSimulator:
         self.expires_in = 3600
         self.token_delay = 0.0
         self.base_url = ""
+        # What discovery answers; None: this simulator's own endpoints.
+        self.discovered_token_endpoint: str | None = None
+        self.discovered_api_endpoint: str | None = None
         self.seen: list[Seen] = []
         self.grants: list[str] = []
         self.tokens: dict[str, IssuedToken] = {}
@@ -86,6 +89,8 @@ class CXoneSimulator:
     def env(self, *, password_grant: bool = False, discover: bool = True) -> dict[str, str]:
         """CXONE_* variables that point the project at this simulator."""
         env = {
+            # The simulator speaks plain HTTP on loopback: the development flag allows it.
+            "CXONE_PIPELINE_ALLOW_HTTP": "true",
             "CXONE_AUTH_BASE_URL": self.base_url,
             "CXONE_CLIENT_ID": self.client_id,
             "CXONE_CLIENT_SECRET": self.client_secret,
@@ -146,13 +151,17 @@ class CXoneSimulator:
 
     async def _openid(self, request: Request) -> Response:
         return JSONResponse(
-            {"issuer": self.base_url, "token_endpoint": self.base_url + "/auth/token"}
+            {
+                "issuer": self.base_url,
+                "token_endpoint": self.discovered_token_endpoint or self.base_url + "/auth/token",
+            }
         )
 
     async def _cxone_config(self, request: Request) -> Response:
         if request.query_params.get("tenantId") != TENANT_ID:
             return JSONResponse({"error": "unknown tenant"}, 404)
-        return JSONResponse({"api_endpoint": self.api_base_url, "tenantId": TENANT_ID})
+        api = self.discovered_api_endpoint or self.api_base_url
+        return JSONResponse({"api_endpoint": api, "tenantId": TENANT_ID})
 
     async def _token(self, request: Request) -> Response:
         await asyncio.sleep(self.token_delay)
