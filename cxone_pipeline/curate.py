@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from cxone_pipeline.display import counts_text, names_text, top_counts
 from cxone_pipeline.lake.layout import (
     CURATED,
     STAGING,
@@ -130,7 +131,8 @@ class CheckOutcome:
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} ({n})" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    # Names come from payloads: bounded, stripped and shown as code (display.py).
+    return counts_text(counts)
 
 
 def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
@@ -140,16 +142,18 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
     # Versions without unmapped fields say nothing about drift.
     unmapped_by_version = {v: dict(f) for v, f in result.unmapped_by_version.items() if f}
     metadata: dict[str, Any] = {
-        "unknown_versions": dict(result.unknown_versions),
+        "unknown_versions": top_counts(result.unknown_versions),
         "no_matching_schema": unmatched,
-        "unmapped_fields": dict(result.unmapped_fields),
-        "unmapped_by_version": unmapped_by_version,
+        "unmapped_fields": top_counts(result.unmapped_fields),
+        "unmapped_by_version": {v: top_counts(f) for v, f in unmapped_by_version.items()},
         "registry_fingerprint": outcome.registry_fingerprint,
     }
     if result.unknown_versions or unmatched:
-        actions = [
-            f"add schemas/{subject}/{version}.avsc" for version in sorted(result.unknown_versions)
-        ]
+        actions = []
+        if result.unknown_versions:
+            actions.append(
+                f"add schemas/{subject}/<version>.avsc for {names_text(result.unknown_versions)}"
+            )
         if unmatched:
             actions.append(
                 f"inspect quarantine/{subject} (code no_matching_schema) and add the writer "
@@ -164,7 +168,7 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         )
         return CheckOutcome("schema_drift", False, "ERROR", description, metadata)
     if result.unmapped_fields:
-        versions = ", ".join(sorted(unmapped_by_version))
+        versions = names_text(unmapped_by_version)
         description = (
             f"payloads carry fields no schema declares: {_counts(result.unmapped_fields)} "
             f"(versions {versions}). They are kept in _unmapped_fields. Next: if they are "
@@ -211,7 +215,7 @@ def check_unique_event_ids(store: Store, subject: str, hour: datetime) -> CheckO
     metadata: dict[str, Any] = {"rows": total, "duplicate_ids": len(repeated)}
     if repeated:
         sample = dict(sorted(repeated.items())[:20])
-        metadata["sample"] = sample
+        metadata["sample"] = top_counts(sample)
         description = (
             f"{len(repeated)} _event_id value(s) occur more than once in "
             f"{hour_prefix(CURATED, subject, hour)}: {_counts(sample)}. Next: re-materialize the "

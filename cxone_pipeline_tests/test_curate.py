@@ -148,14 +148,14 @@ def test_schema_drift_passes_warns_and_errors(local_store: Store) -> None:
     assert (warned.passed, warned.severity) == (False, "WARN")
     assert warned.metadata["unmapped_fields"] == {"queue": 1}
     assert warned.metadata["unmapped_by_version"] == {"v1": {"queue": 1}}
-    assert "queue (1)" in warned.description
+    assert "`queue` (1)" in warned.description
 
     stage(local_store, "call_event", HOUR, unresolvable(HOUR))
     errored = check_schema_drift(curate_hour(local_store, CALL_EVENT, HOUR))
     assert (errored.passed, errored.severity) == (False, "ERROR")
     assert errored.metadata["unknown_versions"] == {"v9": 1}
     assert errored.metadata["no_matching_schema"] == 1
-    assert "add schemas/call_event/v9.avsc" in errored.description
+    assert "add schemas/call_event/<version>.avsc for `v9`" in errored.description
 
 
 def test_quarantine_rate_against_its_threshold(local_store: Store) -> None:

@@ -24,6 +24,7 @@ from dagster import (
 from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
 from cxone_pipeline.defs.checks import check_evaluations, check_outcomes, check_specs
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
+from cxone_pipeline.display import top_counts
 from cxone_pipeline.lake.layout import (
     CURATED,
     PARTITION_KEY_FORMAT,
@@ -87,8 +88,9 @@ def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> di
         QUARANTINED: outcome.rejected,
         "duplicates_dropped": result.duplicates_dropped,
         "unmapped_field_count": sum(result.unmapped_fields.values()),
-        "unmapped_fields": MetadataValue.json(dict(sorted(result.unmapped_fields.items()))),
-        "unknown_versions": MetadataValue.json(dict(result.unknown_versions)),
+        # Names chosen by senders: the largest counts only, names bounded (display.py).
+        "unmapped_fields": MetadataValue.json(top_counts(result.unmapped_fields)),
+        "unknown_versions": MetadataValue.json(top_counts(result.unknown_versions)),
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
         MANIFEST_DIGEST: outcome.manifest.digest,
         "staging_object_count": outcome.manifest.count,
