@@ -19,12 +19,14 @@ class LakeResource(ConfigurableResource):
     s3: S3Resource
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    local_file_mode: int = Settings.local_file_mode
 
     def store(self) -> Store:
         settings = Settings(
             lake_url=self.lake_url,
             s3_server_side_encryption=self.server_side_encryption,
             s3_kms_key_id=self.kms_key_id,
+            local_file_mode=self.local_file_mode,
         )
         client = self.s3.get_client() if self.lake_url.startswith("s3://") else None
         return open_store(settings, client)
@@ -63,6 +65,8 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             s3=S3Resource(endpoint_url=_env("CXONE_PIPELINE_S3_ENDPOINT_URL", None)),
             server_side_encryption=_env("CXONE_PIPELINE_S3_SSE", None),
             kms_key_id=_env("CXONE_PIPELINE_S3_KMS_KEY_ID", None),
+            # Octal text in the variable: passed as the parsed number.
+            local_file_mode=settings.local_file_mode,
         ),
         "curation": CurationSettings(
             schemas_dir=str(settings.schemas_dir),

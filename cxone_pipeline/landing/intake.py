@@ -121,14 +121,16 @@ _decoder = json.JSONDecoder(
 def parse_json(text: str, where: str, max_depth: int = MAX_NESTING_DEPTH) -> Any:
     """One JSON value, strictly: no duplicate keys, NaN, out-of-range numbers or deep nesting;
     errors name `where` ("body", "line 3", a file and line)."""
-    value, end = _scan(text, _skip_space(text, 0), where, max_depth)
-    if _skip_space(text, end) != len(text):
+    value, end = scan_value(text, skip_space(text, 0), where, max_depth)
+    if skip_space(text, end) != len(text):
         raise invalid_json(f"{where} has extra data after the JSON value")
     return value
 
 
-def _scan(text: str, pos: int, where: str, max_depth: int) -> tuple[Any, int]:
-    """The JSON value starting at `pos` and where it ends."""
+def scan_value(
+    text: str, pos: int, where: str, max_depth: int = MAX_NESTING_DEPTH
+) -> tuple[Any, int]:
+    """The strict JSON value starting at `pos` and where it ends."""
     try:
         value, end = _decoder.raw_decode(text, pos)
     except RecursionError:
@@ -140,7 +142,7 @@ def _scan(text: str, pos: int, where: str, max_depth: int) -> tuple[Any, int]:
     return value, end
 
 
-def _skip_space(text: str, pos: int) -> int:
+def skip_space(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in _JSON_SPACE:
         pos += 1
     return pos
@@ -171,7 +173,7 @@ def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid_json(f"body is not valid UTF-8 (byte {exc.start})") from None
-    start = _skip_space(text, 0)
+    start = skip_space(text, 0)
     if start == len(text):
         raise invalid_json("body is empty: send a JSON object, an array of objects or NDJSON")
     if fmt == "ndjson":
@@ -214,24 +216,24 @@ def _ndjson_values(text: str) -> Iterator[Any]:
 def _array_values(text: str, start: int) -> Iterator[Any]:
     """The elements of the top-level array at `start`, one at a time; each element is a level
     below the array, so its own nesting may go one level less deep."""
-    pos = _skip_space(text, start + 1)
+    pos = skip_space(text, start + 1)
     if text.startswith("]", pos):
         end = pos + 1
     else:
         n = 0
         while True:
-            value, pos = _scan(text, pos, f"event {n}", MAX_NESTING_DEPTH - 1)
+            value, pos = scan_value(text, pos, f"event {n}", MAX_NESTING_DEPTH - 1)
             yield value
             n += 1
-            pos = _skip_space(text, pos)
+            pos = skip_space(text, pos)
             if text.startswith(",", pos):
-                pos = _skip_space(text, pos + 1)
+                pos = skip_space(text, pos + 1)
                 continue
             if not text.startswith("]", pos):
                 raise invalid_json(f"body is not valid JSON: ',' or ']' expected at char {pos}")
             end = pos + 1
             break
-    if _skip_space(text, end) != len(text):
+    if skip_space(text, end) != len(text):
         raise invalid_json("body has extra data after the JSON value")
 
 
