@@ -416,3 +416,27 @@ def test_signed_request_without_signing_enabled_is_refused(local_store) -> None:
         response = signed_post(url, b"{}")
     assert (response.status_code, response.json()["error"]) == (401, "unauthorized")
     assert "not enabled for this path" in response.json()["detail"]
+
+
+class DownStore(LocalStore):
+    def put(self, key: str, data: bytes) -> None:
+        raise StoreError(f"cannot write {key} under {self.root}")
+
+
+def test_metrics_need_the_token_and_probes_name_nothing(tmp_path) -> None:
+    store = DownStore(tmp_path / "secret-bucket-name")
+    with running_landing(store) as url:
+        anonymous = httpx.get(url + "/metrics")
+        doubled = httpx.get(
+            url + "/metrics", headers=[("Authorization", AUTH["Authorization"])] * 2
+        )
+        scraped = httpx.get(url + "/metrics", headers=AUTH)
+        ready = httpx.get(url + "/readyz")
+    with running_landing(store, metrics_public=True) as url:
+        public = httpx.get(url + "/metrics")
+    assert [anonymous.status_code, doubled.status_code] == [401, 401]
+    assert "cxone_landing_events_accepted" not in anonymous.text
+    assert scraped.status_code == public.status_code == 200
+    assert "cxone_landing_pending_events" in scraped.text
+    assert ready.status_code == 503
+    assert "secret-bucket-name" not in ready.text
