@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cxone_pipeline.lake.layout import DEFAULT_SUBJECT, STAGING, is_valid_subject, partition_hour
-from cxone_pipeline.lake.store import Store, StoreError, open_store
+from cxone_pipeline.lake.store import LocalStore, Store, StoreError, open_store
 from cxone_pipeline.landing.admission import Admission, Hold
 from cxone_pipeline.landing.auth import Authenticator, Signed, unauthorized
 from cxone_pipeline.landing.commit import GroupCommitter, Unavailable
@@ -44,6 +45,9 @@ READINESS_PROBE_INTERVAL = 2.0
 # PARSE_THREADS worker threads, so a costly body never stalls other requests or /healthz.
 INLINE_PARSE_BYTES = 8 * 1024
 PARSE_THREADS = 2
+# A local disk overlaps the fsyncs of concurrent writes (the journal commits them together):
+# four writes in flight per subject, where S3 keeps one (each PUT costs CPU; see commit.py).
+LOCAL_WRITES_PER_SUBJECT = 4
 
 
 class LandingConfigError(Exception):
@@ -140,17 +144,14 @@ async def read_body(
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
 
-    async def chunks() -> bytes:
-        body = bytearray()
-        async for chunk in request.stream():
-            hold.reserve(len(chunk), unverified=unverified)
-            body += chunk
-            if len(body) > limit:
-                raise too_large(limit)
-        return bytes(body)
-
+    body = bytearray()
     try:
-        return await asyncio.wait_for(chunks(), timeout)
+        async with _deadline(timeout):
+            async for chunk in request.stream():
+                hold.reserve(len(chunk), unverified=unverified)
+                body += chunk
+                if len(body) > limit:
+                    raise too_large(limit)
     except asyncio.TimeoutError:
         raise IntakeError(
             408, "request_timeout", f"the body did not arrive within {timeout:g} s"
@@ -160,6 +161,35 @@ async def read_body(
         raise IntakeError(
             400, "client_disconnected", "the connection closed before the whole body arrived"
         ) from None
+    return bytes(body)
+
+
+@asynccontextmanager
+async def _deadline(seconds: float) -> AsyncIterator[None]:
+    """`asyncio.timeout` (3.11+, a timer on the running task); on 3.10 a watchdog task that
+    cancels it, told apart from other cancellations."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            yield
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if expired:
+            raise asyncio.TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def stage_body(
@@ -218,6 +248,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         max_bytes=settings.batch_max_bytes,
         max_pending_events=settings.max_pending_events,
         deadline_seconds=settings.store_deadline_seconds,
+        writes_per_subject=LOCAL_WRITES_PER_SUBJECT if isinstance(store, LocalStore) else 1,
     )
     admission = Admission(settings.max_concurrent_requests, settings.max_pending_bytes)
     parsers = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="parse")
