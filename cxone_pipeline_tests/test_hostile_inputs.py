@@ -411,12 +411,6 @@ CORPUS = [
         Hostile(auth=False, head=signature(0)), 401, "unauthorized", id="signature-epoch-zero"
     ),
     pytest.param(
-        Hostile(auth=False, head=signature(NOW + FUTURE_SKEW_SECONDS + 10)),
-        401,
-        "unauthorized",
-        id="signature-a-little-ahead",
-    ),
-    pytest.param(
         Hostile(auth=False, head=signature_with(webhook_timestamp="1e9")),
         401,
         "unauthorized",
@@ -445,12 +439,6 @@ CORPUS = [
         401,
         "unauthorized",
         id="signature-reserved-id-unsigned",
-    ),
-    pytest.param(
-        Hostile(auth=False, head=signature(NOW, webhook_id="sha256:" + "0" * 64)),
-        400,
-        "invalid_event_id",
-        id="signature-reserved-id",
     ),
     pytest.param(
         Hostile(auth=False, head=signature(NOW) + signature_with(webhook_id="msg_other")),

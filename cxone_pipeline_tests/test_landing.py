@@ -215,6 +215,7 @@ def test_standard_webhooks_signed_requests(local_store: LocalStore) -> None:
                 headers={**AUTH, **signed_headers(WEBHOOK_SECRET, "msg_1", body)},
             ),
         }
+        reserved = signed_post(url, body, "sha256:" + "0" * 64)
         new_key = signed_post(url, body, extra={"Idempotency-Key": "fresh"})
         new_version = signed_post(url, body, extra={"X-Schema-Version": "v1"})
     assert [r.status_code for r in (good, replay, rotated, several, many)] == [202] * 5
@@ -231,6 +232,7 @@ def test_standard_webhooks_signed_requests(local_store: LocalStore) -> None:
     assert "does not match" in refused["other-subject"].json()["detail"]
     for response in (new_key, new_version):
         assert (response.status_code, response.json()["error"]) == (400, "invalid_header")
+    assert (reserved.status_code, reserved.json()["error"]) == (400, "invalid_event_id")
     staged = staged_envelopes(local_store)
     assert sorted(e["event_id"] for e in staged) == [
         "msg_1",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,71 +124,32 @@ class ReadinessProbe:
 
 
 def error_response(error: IntakeError) -> JSONResponse:
-    headers = None
-    if isinstance(error, Unavailable):
-        headers = {"Retry-After": str(error.retry_after)}
-    elif error.status == 408:
-        headers = {"Connection": "close"}  # the rest of the body is not worth waiting for
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else None
     return JSONResponse(
         {"error": error.code, "detail": error.detail}, status_code=error.status, headers=headers
     )
 
 
-async def read_body(
-    request: Request, limit: int, timeout: float, hold: Hold, unverified: bool
-) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `limit` bytes and with 408 when it
-    takes longer than `timeout`; every chunk is reserved from `hold` before it is kept."""
+async def read_body(request: Request, limit: int, hold: Hold, unverified: bool) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit` bytes; every chunk is
+    reserved from `hold` before it is kept. (A body too slow to arrive is cut by the
+    connection's read deadline, landing/connections.py.)"""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
-
     body = bytearray()
     try:
-        async with _deadline(timeout):
-            async for chunk in request.stream():
-                hold.reserve(len(chunk), unverified=unverified)
-                body += chunk
-                if len(body) > limit:
-                    raise too_large(limit)
-    except asyncio.TimeoutError:
-        raise IntakeError(
-            408, "request_timeout", f"the body did not arrive within {timeout:g} s"
-        ) from None
+        async for chunk in request.stream():
+            hold.reserve(len(chunk), unverified=unverified)
+            body += chunk
+            if len(body) > limit:
+                raise too_large(limit)
     except ClientDisconnect:
         # An aborted upload is the sender's doing: count it, don't log a server error.
         raise IntakeError(
             400, "client_disconnected", "the connection closed before the whole body arrived"
         ) from None
     return bytes(body)
-
-
-@asynccontextmanager
-async def _deadline(seconds: float) -> AsyncIterator[None]:
-    """`asyncio.timeout` (3.11+, a timer on the running task); on 3.10 a watchdog task that
-    cancels it, told apart from other cancellations."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            yield
-        return
-    task = asyncio.current_task()
-    assert task is not None
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        task.cancel()
-
-    timer = asyncio.get_running_loop().call_later(seconds, expire)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if expired:
-            raise asyncio.TimeoutError from None
-        raise
-    finally:
-        timer.cancel()
 
 
 def stage_body(
@@ -213,7 +173,7 @@ def stage_body(
         # Signed replays land in the hour of their signed timestamp, the original's hour.
         arrived_at = min(received_at, datetime.fromtimestamp(signed.timestamp, timezone.utc))
     return envelope_lines(
-        events,
+        events.payloads,
         received_at,
         schema_version,
         event_key,
@@ -221,6 +181,7 @@ def stage_body(
         first_hour,
         key_per_event=signed is not None,
         arrived_at=arrived_at,
+        texts=events.texts,
     )
 
 
@@ -278,13 +239,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             raise IntakeError(
                 415, "unsupported_encoding", "Content-Encoding must be gzip or absent"
             )
-        raw = await read_body(
-            request,
-            settings.max_body_bytes,
-            settings.read_timeout_seconds,
-            hold,
-            unverified=signed is not None,
-        )
+        raw = await read_body(request, settings.max_body_bytes, hold, unverified=signed is not None)
         if signed is not None:
             auth.verify(signed, raw)
             hold.verified()
@@ -316,9 +271,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             with admission.admit() as hold:
                 subject, staged = await receive(request, hold)
         except IntakeError as error:
-            metrics.requests_rejected.labels(error.code).inc()
+            metrics.rejected(error.code)
             return error_response(error)
-        metrics.events_accepted.labels(subject).inc(len(staged.ids))
+        metrics.accepted(subject, len(staged.ids))
         return JSONResponse(
             {"status": "accepted", "count": len(staged.ids), "event_ids": staged.ids},
             status_code=202,
@@ -347,7 +302,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        metrics.requests_rejected.labels(code).inc()
+        metrics.rejected(code)
         return JSONResponse(
             {"error": code, "detail": f"{request.method} {request.url.path[:100]}: {exc.detail}"},
             status_code=exc.status_code,
@@ -355,7 +310,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         )
 
     async def internal_error(request: Request, exc: Exception) -> Response:
-        metrics.requests_rejected.labels("internal_error").inc()
+        metrics.rejected("internal_error")
         return JSONResponse(
             {"error": "internal_error", "detail": "unexpected server error; nothing was staged"},
             status_code=500,

@@ -137,7 +137,9 @@ def scan_value(
         raise invalid_json(f"{where} is nested too deeply") from None
     except ValueError as exc:
         raise invalid_json(f"{where} is not valid JSON: {str(exc)[:200]}") from None
-    if _nested_too_deeply(value, max_depth):
+    # No more opening brackets than levels allowed cannot nest too deeply: skip the walk.
+    brackets = text.count("{", pos, end) + text.count("[", pos, end)
+    if brackets > max_depth and _nested_too_deeply(value, max_depth):
         raise invalid_json(f"{where} is nested more than {MAX_NESTING_DEPTH} levels deep")
     return value, end
 
@@ -165,7 +167,15 @@ def _nested_too_deeply(value: Any, max_depth: int = MAX_NESTING_DEPTH) -> bool:
     return any(isinstance(item, (dict, list)) for item in level)
 
 
-def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]:
+@dataclass
+class Events:
+    """A body's events, and each one's JSON text as sent (spliced into its envelope line)."""
+
+    payloads: list[dict[str, Any]]
+    texts: list[str]
+
+
+def parse_events(body: bytes, fmt: str, max_events: int) -> Events:
     """The events of a body: one JSON object, a JSON array of objects, or NDJSON objects.
     Parsing stops at the first event past `max_events`: a body of many tiny events costs
     at most the limit, not its full size."""
@@ -181,10 +191,10 @@ def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]
     elif text[start] == "[":
         values = _array_values(text, start)
     else:
-        values = iter([parse_json(text, "body")])
-    events: list[dict[str, Any]] = []
-    for value in values:
-        if len(events) == max_events:
+        values = iter([(parse_json(text, "body"), text)])
+    events = Events([], [])
+    for value, value_text in values:
+        if len(events.payloads) == max_events:
             raise IntakeError(
                 413, "too_many_events", f"more than {max_events} events: the limit per request"
             )
@@ -192,15 +202,16 @@ def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]
             raise IntakeError(
                 400,
                 "not_an_object",
-                f"event {len(events)} is a JSON {type(value).__name__}, not an object",
+                f"event {len(events.payloads)} is a JSON {type(value).__name__}, not an object",
             )
-        events.append(value)
-    if not events:
+        events.payloads.append(value)
+        events.texts.append(value_text)
+    if not events.payloads:
         raise invalid_json("body holds no events")
     return events
 
 
-def _ndjson_values(text: str) -> Iterator[Any]:
+def _ndjson_values(text: str) -> Iterator[tuple[Any, str]]:
     # Only "\n" ends an NDJSON line: U+2028, U+0085 and friends are legal inside strings.
     start, number = 0, 0
     while start <= len(text):
@@ -209,11 +220,11 @@ def _ndjson_values(text: str) -> Iterator[Any]:
         number += 1
         line = text[start:end]
         if line.strip(_JSON_SPACE):
-            yield parse_json(line, f"line {number}")
+            yield parse_json(line, f"line {number}"), line
         start = end + 1
 
 
-def _array_values(text: str, start: int) -> Iterator[Any]:
+def _array_values(text: str, start: int) -> Iterator[tuple[Any, str]]:
     """The elements of the top-level array at `start`, one at a time; each element is a level
     below the array, so its own nesting may go one level less deep."""
     pos = skip_space(text, start + 1)
@@ -222,8 +233,9 @@ def _array_values(text: str, start: int) -> Iterator[Any]:
     else:
         n = 0
         while True:
-            value, pos = scan_value(text, pos, f"event {n}", MAX_NESTING_DEPTH - 1)
-            yield value
+            value, end = scan_value(text, pos, f"event {n}", MAX_NESTING_DEPTH - 1)
+            yield value, text[pos:end]
+            pos = end
             n += 1
             pos = skip_space(text, pos)
             if text.startswith(",", pos):
@@ -293,18 +305,21 @@ def envelope_lines(
     *,
     key_per_event: bool = False,
     arrived_at: datetime | None = None,
+    texts: list[str] | None = None,
 ) -> Envelopes:
     """Event ids and one serialized envelope line per event, under its staging hour.
 
     `idempotency_key` names a single-event body's event; with `key_per_event` (a signed
     `webhook-id`) a multi-event body's event n is `<key>:<n>`. `arrived_at` stands in for
     `received_at` as the hour of events without an event time (a signed timestamp, so a
-    replay lands in the same hour)."""
+    replay lands in the same hour). `texts`, each payload's strict JSON as sent, are spliced
+    into the lines instead of serializing the payloads again."""
     if idempotency_key is not None and len(events) != 1 and not key_per_event:
         raise IntakeError(
             400, "invalid_header", "Idempotency-Key applies to a single-event body only"
         )
     stamp = format_received_at(received_at)
+    head = f',"received_at":"{stamp}","schema_version":{json.dumps(schema_version)},"payload":'
     result = Envelopes([], {})
     for n, payload in enumerate(events):
         key = idempotency_key
@@ -312,13 +327,22 @@ def envelope_lines(
             key = f"{key}:{n}"
         try:
             eid = rules.event_id(payload, key)
-            envelope = {
-                "event_id": eid,
-                "received_at": stamp,
-                "schema_version": schema_version,
-                "payload": payload,
-            }
-            line = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+            text = texts[n] if texts is not None else None
+            if text is not None and "\\u" not in text:
+                # Valid strict JSON holds line breaks only as whitespace: spaces keep it one
+                # line. Texts with \u escapes take the path below, which refuses lone
+                # surrogates.
+                payload_text = text.replace("\n", " ").replace("\r", " ")
+                event_id = json.dumps(eid, ensure_ascii=False)
+                line = ('{"event_id":' + event_id + head + payload_text + "}").encode()
+            else:
+                envelope = {
+                    "event_id": eid,
+                    "received_at": stamp,
+                    "schema_version": schema_version,
+                    "payload": payload,
+                }
+                line = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
         except UnicodeEncodeError:
             # Only a \ud800-\udfff escape without its pair gets here: the body was valid UTF-8.
             raise invalid_json(
