@@ -6,6 +6,7 @@ from dagster import Definitions, in_process_executor
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
 from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_webhook
+from cxone_pipeline.defs.pulls import build_cxone_sync_sensor, pull_asset, pulled_subjects
 from cxone_pipeline.defs.resources import build_resources
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.defs.sensors import build_staging_sensor
@@ -17,17 +18,33 @@ from cxone_pipeline.settings import Settings
 def build_definitions(settings: Settings) -> Definitions:
     """Everything for the subjects found in `settings.schemas_dir`: a new folder needs no code."""
     subjects = discover_subjects(settings.schemas_dir)
+    pulled = pulled_subjects(settings.schemas_dir)
     partitions = hourly_partitions(settings.partitions_start)
     first_hour = partition_hour(settings.partitions_start)
+    sync = build_cxone_sync_sensor(
+        pulled,
+        settings.cxone_sync_interval_seconds,
+        settings.cxone_sync_lookback_hours,
+        settings.cxone_sync_max_pages,
+        first_hour,
+        running=settings.cxone_client_id is not None,
+    )
     return Definitions(
         assets=[
-            *(staging_spec(subject) for subject in subjects),
+            *(staging_spec(subject) for subject in subjects if subject not in pulled),
+            *(
+                pull_asset(subject, partitions, settings.backfill_hours_per_run)
+                for subject in pulled
+            ),
             *(
                 curate_assets(subject, partitions, settings.backfill_hours_per_run)
                 for subject in subjects
             ),
         ],
-        sensors=[build_staging_sensor(subjects, settings.sensor_interval_seconds, first_hour)],
+        sensors=[
+            build_staging_sensor(subjects, settings.sensor_interval_seconds, first_hour),
+            *([sync] if pulled else []),
+        ],
         schedules=[build_reconcile_schedule(subjects, settings.reconcile_cron, first_hour)],
         jobs=[register_cxone_webhook],
         # Each run is one step (an hour range of one subject): a step subprocess would only

@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -32,7 +31,9 @@ from cxone_pipeline.lake.layout import (
     partition_hour,
     zone_prefix,
 )
+from cxone_pipeline.registry import SubjectSchemas
 from cxone_pipeline.resolve import REJECT_CODES, canonical_arrow_schema
+from cxone_pipeline.resolve.arrow_schema import METADATA_DOCS
 
 MANIFEST_DIGEST = "staging_manifest_digest"
 REGISTRY_FINGERPRINT = "registry_fingerprint"
@@ -62,15 +63,18 @@ def staging_spec(subject: str) -> AssetSpec:
     )
 
 
-def _table_schema(schema: pa.Schema) -> TableSchema:
+def _table_schema(schemas: SubjectSchemas) -> TableSchema:
+    """The curated columns with their types and, as descriptions, canonical.avsc's docs."""
+    docs = {f["name"]: f.get("doc") for f in schemas.canonical.document["fields"]}
     return TableSchema(
         columns=[
             TableColumn(
                 name=f.name,
                 type=str(f.type),
+                description=docs.get(f.name) or METADATA_DOCS.get(f.name),
                 constraints=TableColumnConstraints(nullable=f.nullable),
             )
-            for f in schema
+            for f in canonical_arrow_schema(schemas)
         ]
     )
 
@@ -153,7 +157,7 @@ def curate_assets(
         url = store.url.rstrip("/")
         schemas = curation.subject(subject)
         versions = [v.version for v in schemas.versions]
-        column_schema = _table_schema(canonical_arrow_schema(schemas))
+        column_schema = _table_schema(schemas)
         checks: dict[str, list[CheckOutcome]] = {}
         # Each hour is read, written, recorded and checked on its own, also in a backfill run
         # of many hours; only the small check outcomes are kept until the end of the run.

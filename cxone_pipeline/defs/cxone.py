@@ -31,6 +31,8 @@ ENV_VARS = {
     "scope": "CXONE_SCOPE",
     "deadline_seconds": "CXONE_DEADLINE_SECONDS",
     "ingest_token": "CXONE_PIPELINE_INGEST_TOKEN",
+    "api_version": "CXONE_API_VERSION",
+    "page_size": "CXONE_PAGE_SIZE",
 }
 
 
@@ -50,11 +52,16 @@ class CXoneResource(dg.ConfigurableResource):
     ingest_token: str | None = Field(
         default=None, repr=False, description="the landing's bearer token(s), comma-separated"
     )
+    api_version: str | None = None
+    page_size: str | None = None
 
     def settings(self) -> Settings:
         return Settings.from_env(
             {var: value for name, var in ENV_VARS.items() if (value := getattr(self, name))}
         )
+
+    def config(self) -> CXoneConfig:
+        return CXoneConfig.from_settings(self.settings())
 
     def register_webhook(
         self, webhook_url: str, *, subject: str, action_name: str | None

@@ -100,9 +100,19 @@ def staging_key(subject: str, received_at: datetime, hour: datetime | None = Non
 
 def import_key(subject: str, hour: datetime, digest: str) -> str:
     """A deterministic staging key for historical imports, so re-running one is idempotent."""
+    return _content_key("import", subject, hour, digest)
+
+
+def pull_key(subject: str, hour: datetime, digest: str) -> str:
+    """A deterministic staging key for records pulled from CXone: a re-pull of unchanged
+    records names the object already there."""
+    return _content_key("pull", subject, hour, digest)
+
+
+def _content_key(source: str, subject: str, hour: datetime, digest: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{16,64}", digest):
-        raise InvalidName("import digest must be lowercase hex")
-    return f"{hour_prefix(STAGING, subject, hour)}import-{digest}.jsonl.gz"
+        raise InvalidName(f"{source} digest must be lowercase hex")
+    return f"{hour_prefix(STAGING, subject, hour)}{source}-{digest}.jsonl.gz"
 
 
 def curated_key(subject: str, hour: datetime, part: int) -> str:

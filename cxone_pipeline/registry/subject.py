@@ -130,6 +130,16 @@ def id_text(value: Any) -> str | None:
     return None
 
 
+def declares_pull(folder: Path) -> bool:
+    """Whether `folder/subject.json` has a `pull` setting, without validating it (a broken
+    file is reported by `schemas check` and by the runs that load the subject)."""
+    try:
+        document = json.loads((folder / RULES_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("pull") is not None
+
+
 def load_rules(
     folder: Path, canonical: dict[str, Any], writers: Collection[str] = ()
 ) -> SubjectRules:
