@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import secrets
 import time
@@ -20,8 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cxone_pipeline.cxone.config import CXoneConfig
 from cxone_pipeline.cxone.reporting import utc_z
+from cxone_pipeline.cxone.retry import RetryPolicy
 from cxone_pipeline.registry.extensions import parse_iso8601
+from cxone_pipeline.settings import Settings
 from cxone_pipeline_tests.servers import uvicorn_thread
 
 TENANT_ID = "11e4b0d7-0000-4000-8000-00000000c0de"
@@ -42,6 +46,7 @@ OLD_NAMES = {
     "acwSeconds": "ACWSeconds",
     "mediaTypeId": "mediaType",
 }
+FAST_RETRY = RetryPolicy(deadline=10.0, base_delay=0.01, max_delay=0.05, retry_after_cap=2.0)
 CURRENT_ONLY = ("endReason", "highProficiency", "lowProficiency", "routingAttribute", "divisionNo")
 
 
@@ -89,6 +94,7 @@ class CXoneSimulator:
         self.agent_states: list[dict[str, Any]] = []
         self.page_cap = 10_000
         self.reporting_allowed = True
+        self.wrap_in_result_set = False  # how older API versions answered
         self.reporting_seen: list[dict[str, str]] = []
         self._revoke_after: int | None = None
         self._last_update = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -134,6 +140,12 @@ class CXoneSimulator:
             env["CXONE_TOKEN_ENDPOINT"] = self.base_url + "/auth/token"
             env["CXONE_API_BASE_URL"] = self.api_base_url
         return env
+
+    def config(self, api_version: str = "30.0", **env: str) -> CXoneConfig:
+        """A client configuration for this tenant (password grant, discovery), retrying fast."""
+        variables = {**self.env(password_grant=True), "CXONE_API_VERSION": api_version, **env}
+        settings = Settings.from_env(variables)
+        return dataclasses.replace(CXoneConfig.from_settings(settings), retry=FAST_RETRY)
 
     def fail(
         self,
@@ -305,11 +317,11 @@ class CXoneSimulator:
         time_field: str,
         render: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> Response:
+        query = dict(request.query_params)
+        self.reporting_seen.append({**query, "accept": request.headers.get("Accept", "")})
         denied = self._authorized(request, None)
         if denied:
             return denied
-        query = dict(request.query_params)
-        self.reporting_seen.append({**query, "accept": request.headers.get("Accept", "")})
         if "application/json" not in request.headers.get("Accept", ""):
             return _status(406, "No known way to render data")
         if not self.reporting_allowed:
@@ -347,15 +359,14 @@ class CXoneSimulator:
         if skip + len(page) < len(matched):
             following = {**query, "skip": str(skip + len(page))}
             links["next"] = f"{request.url.remove_query_params(query)}?{urlencode(following)}"
-        return JSONResponse(
-            {
-                "totalRecords": len(matched),
-                "_links": links,
-                "businessUnitId": BUSINESS_UNIT,
-                "lastPollTime": utc_z(datetime.now(timezone.utc)),
-                key: page,
-            }
-        )
+        body = {
+            "totalRecords": len(matched),
+            "_links": links,
+            "businessUnitId": BUSINESS_UNIT,
+            "lastPollTime": utc_z(datetime.now(timezone.utc)),
+            key: page,
+        }
+        return JSONResponse({"resultSet": body} if self.wrap_in_result_set else body)
 
     async def _list(self, request: Request) -> Response:
         denied = self._authorized(request, "dataactions:read")
