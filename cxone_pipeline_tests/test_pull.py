@@ -25,8 +25,8 @@ from cxone_pipeline.lake.layout import (
     partition_hour,
     zone_prefix,
 )
-from cxone_pipeline.lake.store import Store
-from cxone_pipeline.pull import PullError, pull_hours, sync_since
+from cxone_pipeline.lake.store import LocalStore, Store
+from cxone_pipeline.pull import PullError, pull_hours, sync_since, sync_subject
 from cxone_pipeline.registry import SubjectSchemas, load_subject
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.cxone_simulator import (
@@ -128,7 +128,7 @@ def test_curated_columns_are_the_same_whatever_the_api_version(
     sim.add_contacts(completed_contacts(hour, 14))
     curated = {}
     for version in ("21.0", "30.0"):
-        store = local_store_at(tmp_path / version)
+        store = LocalStore(tmp_path / version)
         assert pull(sim, store, hour, version).writer_version == ("v1" if version < "26" else "v2")
         curated[version] = rows(store, hour)
 
@@ -155,12 +155,6 @@ def test_curated_columns_are_the_same_whatever_the_api_version(
     assert by_id[0]["from_address"] == "+15550000000"
     assert by_id[0]["in_queue_seconds"] == 20.5
     assert by_id[0]["_unmapped_fields"] is None
-
-
-def local_store_at(root: Path) -> Store:
-    from cxone_pipeline.lake.store import LocalStore
-
-    return LocalStore(root)
 
 
 def test_an_empty_hour_is_a_204_and_stages_nothing(sim: CXoneSimulator, local_store: Store) -> None:
@@ -221,8 +215,6 @@ def test_agent_state_history_rows_with_composite_ids_and_seconds(
 def test_sync_stages_updates_under_their_own_hours_and_moves_its_cursor(
     sim: CXoneSimulator, local_store: Store
 ) -> None:
-    from cxone_pipeline.pull import sync_subject
-
     days_ago, hours_ago = closed_hour(50), closed_hour(3)
     sim.add_contacts(completed_contacts(days_ago, 4))
     sim.add_contacts(completed_contacts(hours_ago, 4, first_id=8_000_000_000))
@@ -251,8 +243,6 @@ def test_sync_stages_updates_under_their_own_hours_and_moves_its_cursor(
 def test_sync_pages_on_the_update_time_past_ties_and_a_page_budget(
     sim: CXoneSimulator, local_store: Store
 ) -> None:
-    from cxone_pipeline.pull import sync_subject
-
     hour = closed_hour(30)
     contacts = completed_contacts(hour, 17)
     for contact in contacts[:9]:  # more identical update times than fit in a page
@@ -366,8 +356,6 @@ def test_a_pushed_stale_copy_never_overrides_a_newer_pulled_one(
 def test_an_update_reaches_curated_through_the_sync(
     sim: CXoneSimulator, local_store: Store
 ) -> None:
-    from cxone_pipeline.pull import sync_subject
-
     hour = closed_hour(30)
     sim.add_contacts(completed_contacts(hour, 3))
     pull(sim, local_store, hour)
