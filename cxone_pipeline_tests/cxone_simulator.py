@@ -98,6 +98,7 @@ class CXoneSimulator:
         self.reporting_seen: list[dict[str, str]] = []
         self._revoke_after: int | None = None
         self._last_update = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        self._parsed: dict[str, int | None] = {}
         self._faults: dict[tuple[str, str], list[Fault]] = {}
         api = API_PREFIX + DATAACTIONS_PATH
         reporting = API_PREFIX + REPORTING_PREFIX + "/v{version}"
@@ -183,6 +184,15 @@ class CXoneSimulator:
         contact = self.contacts[contact_id]
         contact.update(changes, lastUpdateTime=utc_z(self._next_update_time()))
         return contact
+
+    def _micros(self, text: Any) -> int | None:
+        """An ISO time as microseconds, parsed once per distinct text (a day of contacts
+        is filtered on every request)."""
+        if not isinstance(text, str):
+            return None
+        if text not in self._parsed:
+            self._parsed[text] = parse_iso8601(text)
+        return self._parsed[text]
 
     def _next_update_time(self) -> datetime:
         now = datetime.now(timezone.utc)
@@ -336,8 +346,8 @@ class CXoneSimulator:
             return _status(400, "startDate and endDate, or updatedSince, are required")
 
         def selected(row: dict[str, Any]) -> bool:
-            at = parse_iso8601(str(row.get(time_field)))
-            updated = parse_iso8601(str(row.get("lastUpdateTime", "")))
+            at = self._micros(row.get(time_field))
+            updated = self._micros(row.get("lastUpdateTime"))
             return (
                 ("startDate" not in bounds or (at is not None and at >= bounds["startDate"]))
                 and ("endDate" not in bounds or (at is not None and at < bounds["endDate"]))
@@ -349,7 +359,7 @@ class CXoneSimulator:
 
         matched = [row for row in rows if selected(row)]
         if query.get("orderBy", "").lower() == "lastupdatetime asc":
-            matched.sort(key=lambda row: parse_iso8601(str(row["lastUpdateTime"])) or 0)
+            matched.sort(key=lambda row: self._micros(row["lastUpdateTime"]) or 0)
         skip = int(query.get("skip", 0))
         top = min(int(query.get("top", self.page_cap)), self.page_cap)
         if not matched or skip >= len(matched):

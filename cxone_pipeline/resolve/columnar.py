@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
+from cxone_pipeline.registry.extensions import ITEM_KEY
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
 
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
@@ -172,7 +173,7 @@ def explicit_payload_types(subject: SubjectSchemas) -> pa.StructType:
         named = version.schema.get("__named_schemas", {})
         for field in version.fields:
             kind = kind_of(field["type"], named)
-            if kind is None:
+            if kind is None or ITEM_KEY in field:  # items sent as objects: not text on the wire
                 shape = "other"
             elif kind.base == "array":
                 shape = "text list" if kind.item and kind.item.base == "string" else "other"
