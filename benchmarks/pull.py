@@ -97,12 +97,6 @@ def blocking_requests(env: dict[str, str], config: CXoneConfig) -> tuple[int, in
     return records, pages
 
 
-def timed(work: object) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = work()  # type: ignore[operator]
-    return time.perf_counter() - start, result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
@@ -115,8 +109,13 @@ def main() -> None:
         return
 
     simulator = subprocess.Popen(
-        [sys.executable, __file__, "--serve-simulator", "--contacts", str(args.contacts)]
-        + ["--page-cap", str(args.page_cap)],
+        [
+            sys.executable,
+            __file__,
+            "--serve-simulator",
+            f"--contacts={args.contacts}",
+            f"--page-cap={args.page_cap}",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -141,18 +140,21 @@ def run(args: argparse.Namespace, env: dict[str, str], config: CXoneConfig) -> N
     )
     seconds: dict[str, list[float]] = {"requests": [], "pull": [], "curate": [], "total": []}
     for repeat in range(args.repeats):
-        took, (records, pages) = timed(lambda: blocking_requests(env, config))
+        start = time.perf_counter()
+        records, pages = blocking_requests(env, config)
+        seconds["requests"].append(time.perf_counter() - start)
         assert records == args.contacts, records
-        seconds["requests"].append(took)
         with tempfile.TemporaryDirectory() as tmp:
             store = LocalStore(Path(tmp) / "lake")
-            took, reports = timed(lambda: pull_hours(config, store, SCHEMAS, HOURS, DAY))
+            start = time.perf_counter()
+            reports = pull_hours(config, store, SCHEMAS, HOURS, DAY)
+            seconds["pull"].append(time.perf_counter() - start)
             assert sum(r.records_in_window for r in reports) == args.contacts
-            seconds["pull"].append(took)
-            took, outcomes = timed(lambda: [curate_hour(store, SCHEMAS, h) for h in HOURS])
+            start = time.perf_counter()
+            outcomes = [curate_hour(store, SCHEMAS, hour) for hour in HOURS]
+            seconds["curate"].append(time.perf_counter() - start)
             assert sum(o.rows for o in outcomes) == args.contacts
             assert sum(o.rejected for o in outcomes) == 0
-            seconds["curate"].append(took)
         seconds["total"].append(seconds["pull"][-1] + seconds["curate"][-1])
         print(
             f"repeat {repeat + 1}: requests {seconds['requests'][-1]:.2f} s ({pages} pages), "
