@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from cxone_pipeline.cxone.client import CXoneClient
 from cxone_pipeline.cxone.config import CXoneConfig
@@ -29,6 +29,7 @@ from cxone_pipeline.registry.extensions import parse_iso8601
 from cxone_pipeline.registry.subject import PullSettings
 from cxone_pipeline.settings import UPDATED_SINCE_MAX_HOURS
 
+T = TypeVar("T")
 HOUR = timedelta(hours=1)
 UPDATED_SINCE_WINDOW = timedelta(hours=UPDATED_SINCE_MAX_HOURS)
 # Records compared with the writer version before anything is staged under its name.
@@ -216,20 +217,31 @@ def pull_hours(
     """Pull each hour in turn with one client (one token, one connection pool); `progress`
     is called after each hour."""
 
-    async def run() -> list[PullReport]:
+    async def pull_each(reporting: ReportingAPI) -> list[PullReport]:
         reports = []
-        async with CXoneClient(config) as client:
-            reporting = ReportingAPI(client)
-            for hour in hours:
-                start = hour_floor(hour)
-                report = await pull_window(
-                    reporting, store, schemas, start, start + HOUR, first_hour
-                )
-                progress(report)
-                reports.append(report)
+        for hour in hours:
+            start = hour_floor(hour)
+            report = await pull_window(reporting, store, schemas, start, start + HOUR, first_hour)
+            progress(report)
+            reports.append(report)
         return reports
 
-    writer_version(schemas, config.api_version)  # fail before connecting
+    return _with_reporting(config, schemas, pull_each)
+
+
+def _with_reporting(
+    config: CXoneConfig,
+    schemas: SubjectSchemas,
+    work: Callable[[ReportingAPI], Awaitable[T]],
+) -> T:
+    """Run `work` with one client (one token, one connection pool) on its own event loop,
+    after checking that the subject can be pulled at the configured API version."""
+    writer_version(schemas, config.api_version)
+
+    async def run() -> T:
+        async with CXoneClient(config) as client:
+            return await work(ReportingAPI(client))
+
     return asyncio.run(run())
 
 
@@ -242,15 +254,11 @@ def sync_subject(
     first_hour: datetime,
 ) -> SyncReport:
     """`sync_updates` with a client of its own."""
-
-    async def run() -> SyncReport:
-        async with CXoneClient(config) as client:
-            return await sync_updates(
-                ReportingAPI(client), store, schemas, since, max_pages, first_hour
-            )
-
-    writer_version(schemas, config.api_version)  # fail before connecting
-    return asyncio.run(run())
+    return _with_reporting(
+        config,
+        schemas,
+        lambda reporting: sync_updates(reporting, store, schemas, since, max_pages, first_hour),
+    )
 
 
 def sync_since(cursor: datetime | None, now: datetime, lookback: timedelta) -> datetime:

@@ -61,6 +61,16 @@ class Fault:
     after_serving: bool = False
 
 
+@dataclass(frozen=True)
+class Report:
+    """One Reporting API endpoint: its records' key, rows, time field, and how a row is sent."""
+
+    key: str
+    rows: list[dict[str, Any]]
+    time_field: str
+    render: Callable[[dict[str, Any]], dict[str, Any]] = dict
+
+
 @dataclass
 class Seen:
     method: str
@@ -175,6 +185,18 @@ class CXoneSimulator:
     def reporting_path(self, version: str, endpoint: str) -> str:
         return f"{API_PREFIX}{REPORTING_PREFIX}/v{version}/{endpoint}"
 
+    def add_troubled_hour(
+        self, hour: datetime, count: int, version: str, page_cap: int
+    ) -> list[dict[str, Any]]:
+        """`count` contacts starting in `hour`, served `page_cap` to a page after a 429 without
+        Retry-After, every token revoked once the first page is served."""
+        contacts = completed_contacts(hour, count)
+        self.add_contacts(contacts)
+        self.page_cap = page_cap
+        self.fail("GET", self.reporting_path(version, "contacts/completed"), 429)
+        self.revoke_tokens_after(1)
+        return contacts
+
     def add_contacts(self, contacts: list[dict[str, Any]]) -> None:
         for contact in contacts:
             self.contacts[int(contact["contactId"])] = contact
@@ -286,32 +308,15 @@ class CXoneSimulator:
                 if key not in CURRENT_ONLY
             }
 
-        return self._report(
-            request,
-            "completedContacts",
-            list(self.contacts.values()),
-            time_field="contactStartDate",
-            render=render,
-        )
+        report = Report("completedContacts", list(self.contacts.values()), "contactStartDate")
+        return self._answer(request, dataclasses.replace(report, render=render))
 
     async def _agent_state_history(self, request: Request) -> Response:
-        return self._report(
-            request, "agentStateHistory", self.agent_states, time_field="startDate", render=dict
-        )
+        return self._answer(request, Report("agentStateHistory", self.agent_states, "startDate"))
 
-    def _report(
-        self,
-        request: Request,
-        key: str,
-        rows: list[dict[str, Any]],
-        *,
-        time_field: str,
-        render: Callable[[dict[str, Any]], dict[str, Any]],
-    ) -> Response:
-        """A Reporting API answer: the rows whose `time_field` is in [startDate, endDate) (or
-        updated since updatedSince), one page of at most `page_cap`, 204 when none match."""
+    def _answer(self, request: Request, report: Report) -> Response:
         try:
-            return self._serve_report(request, key, rows, time_field, render)
+            return self._page_of(request, report)
         finally:
             if self._revoke_after is not None:
                 self._revoke_after -= 1
@@ -319,14 +324,10 @@ class CXoneSimulator:
                     self._revoke_after = None
                     self.revoke_tokens()
 
-    def _serve_report(
-        self,
-        request: Request,
-        key: str,
-        rows: list[dict[str, Any]],
-        time_field: str,
-        render: Callable[[dict[str, Any]], dict[str, Any]],
-    ) -> Response:
+    def _page_of(self, request: Request, report: Report) -> Response:
+        """A Reporting API answer: the rows whose time is in [startDate, endDate) (or updated
+        since updatedSince), one page of at most `page_cap`, 204 when none match."""
+        key, rows, time_field, render = report.key, report.rows, report.time_field, report.render
         query = dict(request.query_params)
         self.reporting_seen.append({**query, "accept": request.headers.get("Accept", "")})
         denied = self._authorized(request, None)

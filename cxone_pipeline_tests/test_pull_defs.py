@@ -92,11 +92,7 @@ def test_materializing_an_hour_pulls_it_and_curating_it_gives_one_row_per_contac
     sim: CXoneSimulator, lake: Lake, instance: DagsterInstance
 ) -> None:
     hour = closed_hour(4)
-    contacts = completed_contacts(hour, 12)
-    sim.add_contacts(contacts)
-    sim.page_cap = 5
-    sim.fail("GET", sim.reporting_path("30.0", "contacts/completed"), 429)
-    sim.revoke_tokens_after(1)
+    contacts = sim.add_troubled_hour(hour, 12, "30.0", page_cap=5)
     key = partition_key(hour)
 
     result = materialize(
@@ -256,11 +252,7 @@ def test_dagster_cli_materializes_one_pulled_hour(sim: CXoneSimulator, tmp_path:
     """`dagster asset materialize --select staging/completed_contact --partition <hour>`, as a
     user runs it, through a 429 and a revoked token, with the older API version's names."""
     hour = closed_hour(6)
-    contacts = completed_contacts(hour, 9)
-    sim.add_contacts(contacts)
-    sim.page_cap = 4
-    sim.fail("GET", sim.reporting_path("21.0", "contacts/completed"), 429)
-    sim.revoke_tokens_after(1)
+    contacts = sim.add_troubled_hour(hour, 9, "21.0", page_cap=4)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
