@@ -26,7 +26,7 @@ from cxone_pipeline.lake.store import Store
 from cxone_pipeline.landing.intake import IntakeError, envelope_lines, staging_hour
 from cxone_pipeline.registry import SubjectSchemas, payload_problem
 from cxone_pipeline.registry.extensions import parse_iso8601
-from cxone_pipeline.registry.subject import PullSettings
+from cxone_pipeline.registry.subject import PullSettings, Spelling
 from cxone_pipeline.settings import UPDATED_SINCE_MAX_HOURS
 
 T = TypeVar("T")
@@ -245,22 +245,6 @@ def _with_reporting(
     return asyncio.run(run())
 
 
-def sync_subject(
-    config: CXoneConfig,
-    store: Store,
-    schemas: SubjectSchemas,
-    since: datetime,
-    max_pages: int,
-    first_hour: datetime,
-) -> SyncReport:
-    """`sync_updates` with a client of its own."""
-    return _with_reporting(
-        config,
-        schemas,
-        lambda reporting: sync_updates(reporting, store, schemas, since, max_pages, first_hour),
-    )
-
-
 def sync_since(cursor: datetime | None, now: datetime, lookback: timedelta) -> datetime:
     """Where a poll starts: the cursor, or `lookback` ago on the first poll; never more
     than CXone's 30-day `updatedSince` window ago."""
@@ -268,15 +252,16 @@ def sync_since(cursor: datetime | None, now: datetime, lookback: timedelta) -> d
     return max(since, now - UPDATED_SINCE_WINDOW)
 
 
-async def sync_updates(
-    reporting: ReportingAPI,
+def sync_updates(
+    config: CXoneConfig,
     store: Store,
     schemas: SubjectSchemas,
     since: datetime,
     max_pages: int,
     first_hour: datetime,
 ) -> SyncReport:
-    """Stage the records CXone updated since `since`, page by page, oldest update first.
+    """Stage the records CXone updated since `since`, page by page, oldest update first,
+    reading at most `max_pages` pages.
 
     Pages are keyed on the update time: after each page the query restarts from the newest
     update staged (`skip` only moves past a page of identical update times), so a record
@@ -285,31 +270,36 @@ async def sync_updates(
     pull = pull_settings(schemas)
     if pull.sync_by is None:
         raise PullError(f"schemas/{schemas.name}/subject.json pull has no sync_by field")
-    writer = writer_version(schemas, reporting.api_version)
-    order_by = f"{_writer_spelling(schemas, writer, pull.sync_by.keys)} asc"
+    sync_by = pull.sync_by
+    writer = writer_version(schemas, config.api_version)
+    order_by = f"{_writer_spelling(schemas, writer, sync_by.keys)} asc"
     received_at = datetime.now(timezone.utc)
-    cursor = _micros(since)
-    skip = records = pages = largest = 0
-    staged = Staged()
-    while pages < max_pages:
-        params = {"updatedSince": utc_z(_from_micros(cursor)), "orderBy": order_by}
-        page = await reporting.page(pull.endpoint, pull.records, params, skip)
-        pages += 1
-        records += len(page.records)
-        check_writer(schemas, writer, reporting.api_version, page.records)
-        staged.add(stage_records(store, schemas, page.records, writer, received_at, first_hour))
-        done = last_page(page, skip + len(page.records), largest)
-        largest = max(largest, len(page.records))
-        newest = max((_update_micros(record, pull) for record in page.records), default=-1)
-        if newest > cursor:
-            cursor, skip = newest, 0
+
+    async def poll(reporting: ReportingAPI) -> SyncReport:
+        cursor = _micros(since)
+        skip = records = pages = largest = 0
+        staged = Staged()
+        while pages < max_pages:
+            params = {"updatedSince": utc_z(_from_micros(cursor)), "orderBy": order_by}
+            page = await reporting.page(pull.endpoint, pull.records, params, skip)
+            pages += 1
+            records += len(page.records)
+            check_writer(schemas, writer, config.api_version, page.records)
+            staged.add(stage_records(store, schemas, page.records, writer, received_at, first_hour))
+            done = last_page(page, skip + len(page.records), largest)
+            largest = max(largest, len(page.records))
+            newest = max((_update_micros(record, sync_by) for record in page.records), default=-1)
+            if newest > cursor:
+                cursor, skip = newest, 0
+            else:
+                skip += len(page.records)
+            if done:
+                break
         else:
-            skip += len(page.records)
-        if done:
-            break
-    else:
-        done = False
-    return SyncReport(schemas.name, since, _from_micros(cursor), records, pages, done, staged)
+            done = False
+        return SyncReport(schemas.name, since, _from_micros(cursor), records, pages, done, staged)
+
+    return _with_reporting(config, schemas, poll)
 
 
 def _writer_spelling(schemas: SubjectSchemas, writer: str, keys: Sequence[str]) -> str:
@@ -319,9 +309,8 @@ def _writer_spelling(schemas: SubjectSchemas, writer: str, keys: Sequence[str]) 
     return next((key for key in keys if key in names), keys[-1])
 
 
-def _update_micros(record: dict[str, Any], pull: PullSettings) -> int:
-    assert pull.sync_by is not None
-    value = pull.sync_by.value(record)
+def _update_micros(record: dict[str, Any], sync_by: Spelling) -> int:
+    value = sync_by.value(record)
     micros = parse_iso8601(value) if isinstance(value, str) else None
     return micros if micros is not None else -1
 

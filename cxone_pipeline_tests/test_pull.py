@@ -26,7 +26,7 @@ from cxone_pipeline.lake.layout import (
     zone_prefix,
 )
 from cxone_pipeline.lake.store import LocalStore, Store
-from cxone_pipeline.pull import PullError, pull_hours, sync_since, sync_subject
+from cxone_pipeline.pull import PullError, pull_hours, sync_since, sync_updates
 from cxone_pipeline.registry import SubjectSchemas, load_subject
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.cxone_simulator import (
@@ -218,7 +218,7 @@ def test_sync_stages_updates_under_their_own_hours_and_moves_its_cursor(
     sim.update_contact(7_000_000_001, dispositionNotes="refund agreed")
     newest = sim.update_contact(8_000_000_002, tags=[{"tagId": 9, "tagName": "Escalated"}])
 
-    report = sync_subject(sim.config(), local_store, CONTACTS, since, 10, FIRST_HOUR)
+    report = sync_updates(sim.config(), local_store, CONTACTS, since, 10, FIRST_HOUR)
 
     assert (report.records, report.complete) == (2, True)
     assert report.cursor == datetime.fromisoformat(newest["lastUpdateTime"].replace("Z", "+00:00"))
@@ -231,7 +231,7 @@ def test_sync_stages_updates_under_their_own_hours_and_moves_its_cursor(
     assert staged["7000000001"]["payload"]["dispositionNotes"] == "refund agreed"
     assert staged["8000000002"]["schema_version"] == "v2"
 
-    again = sync_subject(sim.config(), local_store, CONTACTS, report.cursor, 10, FIRST_HOUR)
+    again = sync_updates(sim.config(), local_store, CONTACTS, report.cursor, 10, FIRST_HOUR)
     assert again.staged.objects_written == 0  # only the cursor's own update, staged already
     assert again.cursor == report.cursor
 
@@ -247,9 +247,9 @@ def test_sync_pages_on_the_update_time_past_ties_and_a_page_budget(
     sim.page_cap = 4
     since = hour - timedelta(hours=1)
 
-    partial = sync_subject(sim.config(), local_store, CONTACTS, since, 2, FIRST_HOUR)
+    partial = sync_updates(sim.config(), local_store, CONTACTS, since, 2, FIRST_HOUR)
     assert (partial.pages, partial.complete) == (2, False)
-    rest = sync_subject(sim.config(), local_store, CONTACTS, partial.cursor, 50, FIRST_HOUR)
+    rest = sync_updates(sim.config(), local_store, CONTACTS, partial.cursor, 50, FIRST_HOUR)
     assert rest.complete
     staged_ids = {e["event_id"] for e in staged_envelopes(local_store, "completed_contact")}
     assert staged_ids == {str(c["contactId"]) for c in contacts}
@@ -357,7 +357,7 @@ def test_an_update_reaches_curated_through_the_sync(
     pull(sim, local_store, hour)
     since = datetime.now(timezone.utc) - timedelta(minutes=1)
     sim.update_contact(7_000_000_001, dispositionNotes="refund agreed")
-    sync_subject(sim.config(), local_store, CONTACTS, since, 10, FIRST_HOUR)
+    sync_updates(sim.config(), local_store, CONTACTS, since, 10, FIRST_HOUR)
 
     curated = rows(local_store, hour)
     assert len(curated) == 3

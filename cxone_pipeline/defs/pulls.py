@@ -33,7 +33,7 @@ from cxone_pipeline.defs.assets import asset_key
 from cxone_pipeline.defs.cxone import CXoneResource
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import STAGING, partition_hour, partition_key, zone_prefix
-from cxone_pipeline.pull import PullError, PullReport, pull_hours, sync_since, sync_subject
+from cxone_pipeline.pull import PullError, PullReport, pull_hours, sync_since, sync_updates
 from cxone_pipeline.registry import SchemaError, discover_subjects
 from cxone_pipeline.registry.subject import declares_pull
 from cxone_pipeline.settings import SettingsError
@@ -182,7 +182,7 @@ def build_cxone_sync_sensor(
                     f"window; updates before {since.isoformat()} are not polled: backfill "
                     f"staging/{subject} over the hours they may touch"
                 )
-            report = sync_subject(cxone.config(), store, schemas, since, max_pages, first_hour)
+            report = sync_updates(cxone.config(), store, schemas, since, max_pages, first_hour)
             cursors[subject] = report.cursor.isoformat()
             hours = len(report.staged.records_per_hour)
             summary.append(
