@@ -148,19 +148,19 @@ def stage_records(
     try:
         for record in records:
             hour = staging_hour(rules, record, received_at, first_hour)
-            key = (rules.event_id(record), canonical_json(record), record)
-            by_hour.setdefault(hour, []).append(key)
+            entry = (rules.event_id(record), canonical_json(record), record)
+            by_hour.setdefault(hour, []).append(entry)
     except ReservedEventId as exc:
         raise PullError(f"{schemas.name}: {exc}") from None
     staged = Staged()
-    for hour, keyed in sorted(by_hour.items()):
-        keyed.sort(key=lambda item: item[:2])
+    for hour, entries in sorted(by_hour.items()):
+        entries.sort(key=lambda entry: entry[:2])
         digest = hashlib.sha256(writer.encode())
-        for _, text, _ in keyed:
+        for _, text, _ in entries:
             digest.update(b"\n" + text)
         try:
             envelopes = envelope_lines(
-                [record for _, _, record in keyed], received_at, writer, None, rules, first_hour
+                [record for _, _, record in entries], received_at, writer, None, rules, first_hour
             )
         except IntakeError as exc:
             raise PullError(f"{schemas.name}: {exc.detail}") from None

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
@@ -30,7 +29,7 @@ from cxone_pipeline.defs.pulls import PULL_POOL, build_cxone_sync_sensor, pull_a
 from cxone_pipeline.lake.layout import curated_key, partition_hour, partition_key
 from cxone_pipeline.lake.store import LocalStore
 from cxone_pipeline.resolve import read_parquet
-from cxone_pipeline.settings import PROJECT_ROOT, Settings, SettingsError
+from cxone_pipeline.settings import PROJECT_ROOT, Settings
 from cxone_pipeline_tests.cxone_simulator import CXoneSimulator, completed_contacts
 from cxone_pipeline_tests.dagster_fixtures import START, Lake, closed_hour, local_lake
 from cxone_pipeline_tests.landing_fixtures import staged_envelopes
@@ -309,7 +308,11 @@ def _environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CXONE_", "DAGSTER_"))}
 
 
-@pytest.mark.parametrize("value", ["latest", "30.x", "v", "1234.0"])
-def test_a_malformed_api_version_names_the_variable(value: str) -> None:
-    with pytest.raises(SettingsError, match="CXONE_API_VERSION"):
-        Settings.from_env({"CXONE_API_VERSION": value})
+def test_the_shipped_instance_runs_one_pull_at_a_time(tmp_path: Path) -> None:
+    for config in ("dagster.yaml", "dagster.postgres.yaml"):
+        text = (PROJECT_ROOT / config).read_text()
+        assert "default_limit: 1" in text and "granularity: run" in text
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        pools = instance.get_concurrency_config().pool_config
+        assert (pools.default_pool_limit, pools.pool_granularity.value) == (1, "run")
