@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -10,6 +11,7 @@ import pytest
 from cxone_pipeline.curate import (
     Manifest,
     Recorded,
+    Window,
     check_quarantine_rate,
     check_schema_drift,
     check_unique_event_ids,
@@ -215,12 +217,14 @@ def test_reconcile_hours_are_the_closed_hours_of_the_last_days() -> None:
 
 
 def test_run_reasons() -> None:
-    empty, one = Manifest(()), Manifest((ObjectInfo("staging/x/a.jsonl.gz", 3),))
-    assert not staging_changed(empty, None)
-    assert staging_changed(one, None)
-    clean = Recorded(one.digest, "fp1", quarantined=0)
-    quarantined = Recorded(one.digest, "fp1", quarantined=3)
-    assert run_reason(one, clean, "fp2") is None
-    assert run_reason(one, quarantined, "fp1") is None
-    assert run_reason(one, quarantined, "fp2") == "registry_changed"
-    assert run_reason(empty, clean, "fp1") == "staging_changed"
+    empty = Window(HOUR, Manifest(()), ())
+    one = Window(HOUR, Manifest((ObjectInfo("staging/x/a.jsonl.gz", 3),)), ())
+    fp1, fp2 = (replace(CALL_EVENT, fingerprint=f) for f in ("fp1", "fp2"))
+    assert not staging_changed(empty, None, fp1)
+    assert staging_changed(one, None, fp1)
+    clean = Recorded(one.own.digest, "fp1", quarantined=0)
+    quarantined = Recorded(one.own.digest, "fp1", quarantined=3)
+    assert run_reason(one, clean, fp2) is None
+    assert run_reason(one, quarantined, fp1) is None
+    assert run_reason(one, quarantined, fp2) == "registry_changed"
+    assert run_reason(empty, clean, fp1) == "staging_changed"
