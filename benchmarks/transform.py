@@ -303,13 +303,13 @@ def asset_runner(data_dir: Path) -> Callable[[list[bytes]], int]:
 def ceiling(objects: list[bytes], subject: SubjectSchemas) -> int:
     """Arrow's JSON reader alone, restarted after each line it cannot read (as the engine does:
     one bad line would otherwise fail the whole object)."""
-    from cxone_pipeline.resolve.columnar import explicit_payload_types, parse_object
-    from cxone_pipeline.resolve.envelopes import staged_lines
+    from cxone_pipeline.resolve.columnar import ObjectLines, explicit_payload_types, parse_object
+    from cxone_pipeline.resolve.envelopes import unpacked
 
     payload_types, conflicts = explicit_payload_types(subject), set()
     rows = 0
     for data in objects:
-        parsed = parse_object(staged_lines(data), payload_types, conflicts)
+        parsed = parse_object(ObjectLines.read(unpacked(data)), payload_types, conflicts)
         rows += sum(run.table.num_rows for run in parsed.runs)
     return rows
 

@@ -8,6 +8,7 @@ the subject's keep policy, also against copies staged in neighbouring hours.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from collections import Counter, deque
@@ -45,7 +46,7 @@ from cxone_pipeline.resolve.envelopes import (
     line_reject,
     parse_envelope,
     parse_timestamps,
-    staged_lines,
+    unpacked,
 )
 from cxone_pipeline.resolve.records import resolve_record
 from cxone_pipeline.resolve.rejects import Reject
@@ -105,9 +106,25 @@ class _ArrowBatch:
     """Rows Arrow parsed (from one or more staged objects) that the fast path may take."""
 
     seq: np.ndarray  # input position of each row
-    lines: list[bytes]
     table: pa.Table
     received_us: pa.Array  # int64
+    eligible: np.ndarray  # rows the fast path may take; the others went to the per-record path
+
+
+class _Lines:
+    """Every staged line of one call by input position, sliced from its object on demand."""
+
+    def __init__(self) -> None:
+        self._firsts: list[int] = []
+        self._objects: list[columnar.ObjectLines] = []
+
+    def add(self, first: int, staged: columnar.ObjectLines) -> None:
+        self._firsts.append(first)
+        self._objects.append(staged)
+
+    def __getitem__(self, seq: int) -> bytes:
+        number = bisect.bisect_right(self._firsts, seq) - 1
+        return self._objects[number].line(seq - self._firsts[number])
 
 
 @dataclass
@@ -166,10 +183,16 @@ def transform(
 def resolve(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> Resolved:
     """Every copy of every event, resolved or rejected; nothing deduplicated yet."""
     outcome = _Outcome(canonical_arrow_schema(subject).append(pa.field(_SEQ, pa.int64())))
-    batches = _read(staged_objects, subject, outcome)
+    lines = _Lines()
     plans = columnar.plan_versions(subject)
-    while batches:  # popped: a resolved batch's lines and columns are freed at once
-        _resolve_batch(batches.pop(), subject, plans, outcome)
+    # Each batch is resolved as soon as it is gathered, while the threads parse on.
+    _read(
+        staged_objects,
+        subject,
+        outcome,
+        lines,
+        lambda batch: _resolve_batch(batch, subject, plans, outcome, lines),
+    )
     for staged, received_us in _timed(outcome):
         _resolve_record(staged, received_us, subject, outcome)
     table = pa.concat_tables(
@@ -179,21 +202,25 @@ def resolve(staged_objects: Iterable[bytes], subject: SubjectSchemas) -> Resolve
 
 
 def _read(
-    staged_objects: Iterable[bytes], subject: SubjectSchemas, outcome: _Outcome
-) -> list[_ArrowBatch]:
+    staged_objects: Iterable[bytes],
+    subject: SubjectSchemas,
+    outcome: _Outcome,
+    source: _Lines,
+    consume: Callable[[_ArrowBatch], None],
+) -> None:
     """Parse every staged object; Arrow-parsed rows are gathered into large batches (per-call
-    costs of Arrow kernels are then paid per batch, not per object)."""
+    costs of Arrow kernels are then paid per batch, not per object) handed to `consume`."""
     payload_types = columnar.explicit_payload_types(subject)
     conflicts: set[bytes] = set()
 
     def parse(data: bytes) -> _Parsed:
         try:
-            return columnar.parse_object(staged_lines(data), payload_types, conflicts)
+            staged = columnar.ObjectLines.read(unpacked(data))
+            return columnar.parse_object(staged, payload_types, conflicts)
         except MalformedEnvelope as exc:
             return exc
 
     objects = list(staged_objects)
-    batches: list[_ArrowBatch] = []
     pending = _Pending()
     seq = 0
     with ThreadPoolExecutor(max_workers=_PARSE_THREADS) as pool:
@@ -206,16 +233,16 @@ def _read(
                 )
                 seq += 1
                 continue
-            lines = parsed.staged.lines
+            staged = parsed.staged
+            source.add(seq, staged)
             for index in parsed.leftovers:
-                outcome.read_line(seq + index, lines[index])
+                outcome.read_line(seq + index, staged.line(index))
             for run in parsed.runs:
                 if not pending.accepts(run.table):
-                    batches += pending.flush(outcome)
-                run_lines = [lines[i] for i in run.rows]
-                pending.add(run.table, run.rows + seq, run_lines, parsed.nulls[:, run.rows])
-            seq += len(lines)
-    return batches + pending.flush(outcome)
+                    pending.flush(outcome, source, consume)
+                pending.add(run.table, run.rows + seq, parsed.nulls[:, run.rows])
+            seq += len(staged)
+        pending.flush(outcome, source, consume)
 
 
 _PARSE_THREADS = min(8, os.cpu_count() or 1)
@@ -224,19 +251,20 @@ _PARSE_THREADS = min(8, os.cpu_count() or 1)
 def _in_order(
     pool: ThreadPoolExecutor, parse: Callable[[bytes], _Parsed], objects: list[bytes]
 ) -> Iterator[tuple[bytes, _Parsed]]:
-    """(object, parse result) in input order, with at most two parses per thread in flight,
-    so parsed objects wait in memory only briefly."""
+    """(object, parse result) in input order, with at most four parses per thread in flight:
+    enough to keep the threads parsing while a batch is resolved, few enough that parsed
+    objects wait in memory only briefly."""
     window: deque[tuple[bytes, Future[_Parsed]]] = deque()
     for data in objects:
         window.append((data, pool.submit(parse, data)))
-        if len(window) > 2 * _PARSE_THREADS:
+        if len(window) > 4 * _PARSE_THREADS:
             data, future = window.popleft()
             yield data, future.result()
     for data, future in window:
         yield data, future.result()
 
 
-_BATCH_ROWS = 250_000
+_BATCH_ROWS = 100_000
 
 
 @dataclass
@@ -245,14 +273,14 @@ class _Pending:
 
     tables: list[pa.Table] = field(default_factory=list)
     seqs: list[np.ndarray] = field(default_factory=list)
-    lines: list[bytes] = field(default_factory=list)
+    rows: int = 0
     nulls: list[np.ndarray] = field(default_factory=list)  # ObjectLines.null_counts per row
     schema: pa.Schema | None = None
 
     def accepts(self, table: pa.Table) -> bool:
         if self.schema is None:
             return True
-        if len(self.lines) + table.num_rows > _BATCH_ROWS:
+        if self.rows + table.num_rows > _BATCH_ROWS:
             return False
         try:
             pa.unify_schemas([self.schema, table.schema], promote_options="default")
@@ -260,31 +288,34 @@ class _Pending:
             return False
         return True
 
-    def add(self, table: pa.Table, seqs: np.ndarray, lines: list[bytes], nulls: np.ndarray) -> None:
+    def add(self, table: pa.Table, seqs: np.ndarray, nulls: np.ndarray) -> None:
         schemas = [table.schema] if self.schema is None else [self.schema, table.schema]
         self.schema = pa.unify_schemas(schemas, promote_options="default")
         self.tables.append(table)
         self.seqs.append(seqs)
-        self.lines += lines
+        self.rows += table.num_rows
         self.nulls.append(nulls)
 
-    def flush(self, outcome: _Outcome) -> list[_ArrowBatch]:
+    def flush(
+        self, outcome: _Outcome, source: _Lines, consume: Callable[[_ArrowBatch], None]
+    ) -> None:
         if not self.tables:
-            return []
-        seqs, lines, nulls = np.concatenate(self.seqs), self.lines, np.hstack(self.nulls)
+            return
+        seqs, nulls = np.concatenate(self.seqs), np.hstack(self.nulls)
         try:
             table = pa.concat_tables(self.tables, promote_options="default")
-            batch = _fast_rows(seqs, lines, nulls, table, outcome)
+            batch = _fast_rows(seqs, nulls, table, outcome, source)
         except pa.ArrowException:  # an Arrow quirk on odd input: json reads these lines
-            for seq, line in zip(seqs, lines, strict=True):
-                outcome.read_line(int(seq), line)
+            for seq in seqs.tolist():
+                outcome.read_line(seq, source[seq])
             batch = None
-        self.tables, self.seqs, self.lines, self.nulls, self.schema = [], [], [], [], None
-        return [batch] if batch is not None else []
+        self.tables, self.seqs, self.rows, self.nulls, self.schema = [], [], 0, [], None
+        if batch is not None:
+            consume(batch)
 
 
 def _fast_rows(
-    seqs: np.ndarray, lines: list[bytes], nulls: np.ndarray, table: pa.Table, outcome: _Outcome
+    seqs: np.ndarray, nulls: np.ndarray, table: pa.Table, outcome: _Outcome, source: _Lines
 ) -> _ArrowBatch | None:
     """Keep the rows the fast path may take; send the others to the per-record reader."""
     payload = table.column("payload").combine_chunks()
@@ -297,20 +328,11 @@ def _fast_rows(
         pc.greater(pc.utf8_length(event_ids), 0),
     ):
         eligible &= columnar.as_mask(column)
-    rows = np.flatnonzero(eligible)
-    if len(rows) == len(lines):
-        batch = _ArrowBatch(seqs, lines, table, received_us)
-    else:
-        batch = _ArrowBatch(
-            seq=seqs[rows],
-            lines=[lines[i] for i in rows],
-            table=table.take(rows),
-            received_us=received_us.take(rows),
-        )
     # Only once every Arrow step succeeded, so a failure leaves nothing half queued.
-    for index in np.flatnonzero(~eligible):
-        outcome.read_line(int(seqs[index]), lines[index])
-    return batch if len(rows) else None
+    for seq in seqs[~eligible].tolist():
+        outcome.read_line(seq, source[seq])
+    # The table is kept whole: taking the eligible rows would copy every column.
+    return _ArrowBatch(seqs, table, received_us, eligible) if eligible.any() else None
 
 
 def _timed(outcome: _Outcome) -> list[tuple[Envelope, int]]:
@@ -333,37 +355,38 @@ def _resolve_batch(
     subject: SubjectSchemas,
     plans: dict[str, columnar.VersionPlan],
     outcome: _Outcome,
+    source: _Lines,
 ) -> None:
-    lines, seqs, received_us = batch.lines, batch.seq, batch.received_us
+    seqs, received_us = batch.seq, batch.received_us
     try:
-        parts, deferred = _fast_parts(
-            batch.table, lines, seqs, received_us, subject, plans, outcome.schema
-        )
+        parts, deferred = _fast_parts(batch, source, subject, plans, outcome.schema)
     except pa.ArrowException:  # an Arrow quirk on odd input: every row goes per record
-        parts, deferred = [], np.ones(len(seqs), dtype=bool)
+        parts, deferred = [], batch.eligible.copy()
     outcome.parts += parts
     for index in np.flatnonzero(deferred):
+        line = source[int(seqs[index])]
         try:
-            staged = parse_envelope(int(seqs[index]), lines[index])
+            staged = parse_envelope(int(seqs[index]), line)
         except MalformedEnvelope as exc:  # Arrow and json disagree on the line: json decides
-            outcome.reject_line(int(seqs[index]), lines[index], str(exc))
+            outcome.reject_line(int(seqs[index]), line, str(exc))
             continue
         _resolve_record(staged, received_us[index].as_py(), subject, outcome)
 
 
 def _fast_parts(
-    table: pa.Table,
-    lines: list[bytes],
-    seqs: np.ndarray,
-    received_us: pa.Array,
+    batch: _ArrowBatch,
+    source: _Lines,
     subject: SubjectSchemas,
     plans: dict[str, columnar.VersionPlan],
     schema: pa.Schema,
 ) -> tuple[list[pa.Table], np.ndarray]:
-    """Canonical table parts per writer version and the rows to defer."""
+    """Canonical table parts per writer version, and the eligible rows to defer."""
+    table, seqs, received_us = batch.table, batch.seq, batch.received_us
     payload = table.column("payload").combine_chunks()
     present = columnar.present_masks(payload)
     assigned, deferred = columnar.assign_versions(table, subject, plans, present)
+    assigned[~batch.eligible] = -1
+    deferred &= batch.eligible
     event_ids = table.column("event_id").combine_chunks()
     parts = []
     for number, version in enumerate(subject.versions):
@@ -382,19 +405,22 @@ def _fast_parts(
             event_ids.take(chosen),
             pa.repeat(pa.scalar(version.version), len(chosen)),
             received_us.take(chosen).cast(_RECEIVED_TYPE),
-            _unmapped_texts(present, chosen, plan, lines),
+            _unmapped_texts(present, seqs[chosen], chosen, plan, source),
             pa.array(seqs[chosen], pa.int64()),
         ]
-        data = [c.take(keep) for c in columns] + meta
+        if len(keep) < len(unresolvable):
+            columns = [c.take(keep) for c in columns]
+        data = [*columns, *meta]
         parts.append(pa.Table.from_arrays(data, schema=schema))
     return parts, deferred
 
 
 def _unmapped_texts(
     present: dict[str, np.ndarray],
+    seqs: np.ndarray,
     chosen: np.ndarray,
     plan: columnar.VersionPlan,
-    lines: list[bytes],
+    source: _Lines,
 ) -> pa.Array:
     """`_unmapped_fields` of the chosen rows. Taken from the line itself where the payload has
     a key the writer does not declare, so values keep their exact JSON form."""
@@ -404,7 +430,7 @@ def _unmapped_texts(
             extra |= rows[chosen]
     texts: list[str | None] = [None] * len(chosen)
     for index in np.flatnonzero(extra):
-        staged = parse_envelope(0, lines[chosen[index]])
+        staged = parse_envelope(0, source[int(seqs[index])])
         texts[index] = _unmapped_json(staged.payload, plan.version)
     return pa.array(texts, pa.string())
 
@@ -503,7 +529,18 @@ def select(
     copy exists, as superseded.
     """
     local = copies(resolved, subject, 0)
-    everything = pa.concat_tables([local, *neighbours])
+    everything = pa.concat_tables([local, *neighbours]).combine_chunks()
+    # Only ids with several copies need ranking; most events arrive once.
+    counts = pc.value_counts(everything.column(COPY_ID))
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    several = columnar.as_mask(pc.is_in(everything.column(COPY_ID), value_set=repeated))
+    single = everything.filter(pa.array(~several))
+    single_local = single.column(COPY_ORDER).to_numpy() == 0
+    single_valid = columnar.as_mask(single.column(COPY_VALID))
+    single_seqs = single.column(_SEQ).to_numpy()
+    kept_rows = [single_seqs[single_local & single_valid]]
+    kept_rejects = [single_seqs[single_local & ~single_valid]]
+
     latest = subject.rules.keep == KEEP_LATEST
     later = "descending" if latest else "ascending"
     order = [(COPY_ID, "ascending"), (COPY_VALID, "descending")]
@@ -512,8 +549,9 @@ def select(
     order += [(COPY_RECEIVED, later), (COPY_ORDER, later), (_SEQ, later)]
     # Nulls (no keep value, no readable received_at) lose.
     keys = [(name, direction, "at_end") for name, direction in order]
-    ranked = everything.take(pc.sort_indices(everything, keys))
-    ids = ranked.column(COPY_ID).combine_chunks()
+    contested = everything.filter(pa.array(several))
+    ranked = contested.take(pc.sort_indices(contested, keys))
+    ids = ranked.column(COPY_ID)
     starts = np.ones(len(ids), dtype=bool)
     if len(ids) > 1:
         starts[1:] = columnar.as_mask(pc.not_equal(ids[1:], ids[:-1]))
@@ -526,17 +564,20 @@ def select(
     losing = is_local & ~starts
     superseded = losing & ~valid & winner_valid
     duplicates = losing & ~superseded
-    kept_rows = set(seqs[starts & is_local & valid].tolist())
-    kept_rejects = set(seqs[starts & is_local & ~valid].tolist())
+    kept_rows.append(seqs[starts & is_local & valid])
+    kept_rejects.append(seqs[starts & is_local & ~valid])
 
     table = resolved.table
     if table.num_rows:
-        keep_mask = np.isin(table.column(_SEQ).to_numpy(), list(kept_rows))
-        table = table.filter(pa.array(keep_mask))
+        row_seqs = table.column(_SEQ).to_numpy()
+        wanted = np.zeros(int(row_seqs.max()) + 1, dtype=bool)
+        wanted[np.concatenate(kept_rows)] = True
+        table = table.filter(pa.array(wanted[row_seqs]))
     table = table.sort_by([(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")])
     table = table.drop_columns([_SEQ]).combine_chunks()
+    quarantined = set(np.concatenate(kept_rejects).tolist())
     rejected = sorted(
-        (r for r in resolved.rejects if r.event_id is None or r.seq in kept_rejects),
+        (r for r in resolved.rejects if r.event_id is None or r.seq in quarantined),
         key=lambda r: r.seq,
     )
     rejects = [r.reject for r in rejected]
