@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 from dagster import (
@@ -30,13 +33,14 @@ from cxone_pipeline.marts.contact_kpis import (
 )
 from cxone_pipeline.registry import load_registry
 from cxone_pipeline.resolve import canonical_arrow_schema
-from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, PROJECT_ROOT
 from cxone_pipeline_tests.dagster_fixtures import (
     CURATE_CALLS,
     START,
     Lake,
     closed_hour,
     envelope,
+    local_lake,
     materialize_hour,
     stage,
 )
@@ -109,9 +113,9 @@ def test_contact_kpis_of_a_hand_made_day(lake: Lake, instance: DagsterInstance) 
         "avg_queue_seconds": None,
     }
     assert kpis.to_pylist() == [
-        {"day": DAY, "skill_id": 10, "contacts": 2, **blank, "avg_handle_seconds": 200.0},
-        {"day": DAY, "skill_id": 20, "contacts": 2, **blank, "avg_handle_seconds": 100.0},
-        {"day": DAY, "skill_id": None, "contacts": 1, **blank, "avg_handle_seconds": 40.0},
+        {"contact_date": DAY, "skill_id": 10, "contacts": 2, **blank, "avg_handle_seconds": 200.0},
+        {"contact_date": DAY, "skill_id": 20, "contacts": 2, **blank, "avg_handle_seconds": 100.0},
+        {"contact_date": DAY, "skill_id": None, "contacts": 1, **blank, "avg_handle_seconds": 40.0},
     ]
 
     materialization = result.asset_materializations_for_node(KPIS.node_def.name)[0]
@@ -161,7 +165,7 @@ def test_completed_contact_kpis_count_abandonment_and_queue_time() -> None:
     kpis = contact_kpis(to_pandas(contacts), SUBJECT_COLUMNS["completed_contact"], DAY)
     assert kpis.to_pylist() == [
         {
-            "day": DAY,
+            "contact_date": DAY,
             "skill_id": 5,
             "skill_name": "Sales",
             "contacts": 3,
@@ -173,7 +177,7 @@ def test_completed_contact_kpis_count_abandonment_and_queue_time() -> None:
             "avg_queue_seconds": 32.5,
         },
         {
-            "day": DAY,
+            "contact_date": DAY,
             "skill_id": 7,
             "skill_name": "Support",
             "contacts": 2,
@@ -189,8 +193,8 @@ def test_completed_contact_kpis_count_abandonment_and_queue_time() -> None:
 
 def test_reconciliation_and_uniqueness_checks_fail_on_a_wrong_file() -> None:
     rows = [
-        {"day": DAY, "skill_id": 1, "contacts": 2},
-        {"day": DAY, "skill_id": 1, "contacts": 3},
+        {"contact_date": DAY, "skill_id": 1, "contacts": 2},
+        {"contact_date": DAY, "skill_id": 1, "contacts": 3},
     ]
     kpis = pa.Table.from_pylist(rows, schema=KPI_SCHEMA)
     reconciled = check_contacts_reconciled(kpis, 4)
@@ -249,3 +253,24 @@ def test_curating_a_recent_hour_requests_its_day_and_an_old_one_does_not(
     materialize_hour(lake, instance, old)
     evaluation = evaluate_automation_conditions(assets, instance, cursor=evaluation.cursor)
     assert evaluation.total_requested == 0
+
+
+def documented_duckdb_queries() -> list[str]:
+    text = (PROJECT_ROOT / "docs" / "dagster.md").read_text()
+    section = text.split("DuckDB (these two queries are run by the test suite", 1)[1]
+    return re.findall(r"```sql\n(.*?)```", section, re.S)[:2]
+
+
+def test_the_duckdb_queries_of_building_on_the_lake(
+    tmp_path: Path, instance: DagsterInstance
+) -> None:
+    lake = local_lake(tmp_path / ".lake")
+    stage_day(lake, instance)
+    assert materialize_day(lake, instance, DAY).success
+    connection = duckdb.connect()
+    connection.execute(f"SET file_search_path = '{tmp_path}'")
+    month, mart = (connection.execute(query).fetchall() for query in documented_duckdb_queries())
+
+    # November: c-1, c-2 and the next day's c-6 on skill 10; c-3, c-5 on 20; c-4 without.
+    assert month == [(10, 3, pytest.approx(1399 / 3)), (20, 2, 100.0), (None, 1, 40.0)]
+    assert mart == [(DAY, 10, 2, 200.0), (DAY, 20, 2, 100.0), (DAY, None, 1, 40.0)]

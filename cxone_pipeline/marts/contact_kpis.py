@@ -62,7 +62,7 @@ CONTACT_KPIS_SUBJECT = "call_event"
 
 KPI_SCHEMA = pa.schema(
     [
-        pa.field("day", pa.date32(), nullable=False),
+        pa.field("contact_date", pa.date32(), nullable=False),
         pa.field("skill_id", pa.int64()),
         pa.field("skill_name", pa.string()),
         pa.field("contacts", pa.int64(), nullable=False),
@@ -129,7 +129,7 @@ def contact_kpis(contacts: pd.DataFrame, columns: ContactColumns, day: date) -> 
     if columns.abandoned is None:
         kpis["abandoned"] = pd.NA
     kpis["abandoned_rate"] = kpis["abandoned"].astype("Float64") / kpis["contacts"]
-    kpis.insert(0, "day", day)
+    kpis.insert(0, "contact_date", day)
     return pa.Table.from_pandas(kpis, schema=KPI_SCHEMA, preserve_index=False)
 
 
