@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 from dagster_aws.s3 import S3Resource
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
@@ -126,3 +126,17 @@ def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> N
         instance=instance,
     )
     assert result.success
+
+
+def materialize_downstream(
+    lake: Lake, instance: DagsterInstance, asset: AssetsDefinition, partition: str
+) -> ExecuteInProcessResult:
+    """Materialize an asset whose input is curated/call_event, loaded from the lake."""
+    return materialize(
+        [CURATE_CALLS, asset],
+        selection=[asset],
+        partition_key=partition,
+        resources=lake.resources(),
+        instance=instance,
+        raise_on_error=False,
+    )

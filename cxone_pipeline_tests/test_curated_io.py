@@ -17,7 +17,6 @@ from dagster import (
     DailyPartitionsDefinition,
     asset,
     build_output_context,
-    materialize,
 )
 
 from cxone_pipeline.defs.curated_io import CURATED_IO_MANAGER, CuratedIOManager
@@ -32,6 +31,7 @@ from cxone_pipeline_tests.dagster_fixtures import (
     Lake,
     call_events,
     local_lake,
+    materialize_downstream,
     materialize_hour,
     s3_lake,
     stage,
@@ -94,14 +94,7 @@ def curate(lake: Lake, instance: DagsterInstance, hours: list[datetime]) -> None
 
 def load(lake: Lake, instance: DagsterInstance, probe: Any, partition: str) -> Any:
     received.clear()
-    result = materialize(
-        [CURATE_CALLS, probe],
-        selection=[probe],
-        partition_key=partition,
-        resources=lake.resources(),
-        instance=instance,
-    )
-    assert result.success
+    assert materialize_downstream(lake, instance, probe, partition).success
     return received[probe.key.path[-1]]
 
 
@@ -191,14 +184,7 @@ def test_a_day_without_data_is_an_empty_frame_with_the_canonical_columns(
 def test_an_input_annotated_with_another_type_is_refused(
     lake: Lake, instance: DagsterInstance
 ) -> None:
-    result = materialize(
-        [CURATE_CALLS, daily_dict],
-        selection=[daily_dict],
-        partition_key=DAY,
-        resources=lake.resources(),
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = materialize_downstream(lake, instance, daily_dict, DAY)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "annotate it pd.DataFrame or pa.Table" in str(failure)

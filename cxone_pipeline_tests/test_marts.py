@@ -15,7 +15,6 @@ from dagster import (
     Definitions,
     ExecuteInProcessResult,
     evaluate_automation_conditions,
-    materialize,
 )
 
 from cxone_pipeline.definitions import defs
@@ -41,6 +40,7 @@ from cxone_pipeline_tests.dagster_fixtures import (
     closed_hour,
     envelope,
     local_lake,
+    materialize_downstream,
     materialize_hour,
     stage,
 )
@@ -89,13 +89,7 @@ def stage_day(lake: Lake, instance: DagsterInstance) -> None:
 
 
 def materialize_day(lake: Lake, instance: DagsterInstance, day: date) -> ExecuteInProcessResult:
-    return materialize(
-        [CURATE_CALLS, KPIS],
-        selection=[KPIS],
-        partition_key=day.isoformat(),
-        resources=lake.resources(),
-        instance=instance,
-    )
+    return materialize_downstream(lake, instance, KPIS, day.isoformat())
 
 
 def test_contact_kpis_of_a_hand_made_day(lake: Lake, instance: DagsterInstance) -> None:

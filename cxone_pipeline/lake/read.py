@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
+from pandas.api.extensions import ExtensionDtype
 
 from cxone_pipeline.lake.layout import CURATED, hour_prefix
 from cxone_pipeline.lake.store import ObjectInfo, Store
@@ -73,7 +74,7 @@ def conform(table: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-_NULLABLE_DTYPES: dict[pa.DataType, object] = {
+_NULLABLE_DTYPES: dict[pa.DataType, ExtensionDtype] = {
     pa.int8(): pd.Int8Dtype(),
     pa.int16(): pd.Int16Dtype(),
     pa.int32(): pd.Int32Dtype(),
@@ -90,7 +91,7 @@ _NULLABLE_DTYPES: dict[pa.DataType, object] = {
 }
 
 
-def _pandas_dtype(arrow_type: pa.DataType) -> object:
+def _pandas_dtype(arrow_type: pa.DataType) -> ExtensionDtype | None:
     """pandas' nullable dtype for an Arrow type; None keeps pyarrow's own conversion."""
     if arrow_type in _NULLABLE_DTYPES:
         return _NULLABLE_DTYPES[arrow_type]

@@ -8,6 +8,7 @@ so moving the model to another subject is its name plus a `ContactColumns` entry
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -154,8 +155,8 @@ def check_contacts_reconciled(kpis: pa.Table, contacts_read: int) -> CheckOutcom
 
 
 def check_one_row_per_skill(kpis: pa.Table) -> CheckOutcome:
-    skills = kpis.column("skill_id").to_pylist()
-    repeated = sorted({s for s in skills if skills.count(s) > 1}, key=str)
+    skills = Counter(kpis.column("skill_id").to_pylist())
+    repeated = sorted((s for s, n in skills.items() if n > 1), key=str)
     metadata: dict[str, Any] = {"skills": len(skills), "repeated_skills": repeated[:20]}
     if repeated:
         return CheckOutcome(
