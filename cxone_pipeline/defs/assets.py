@@ -23,6 +23,7 @@ from dagster import (
 
 from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
 from cxone_pipeline.defs.checks import check_evaluations, check_outcomes, check_specs
+from cxone_pipeline.defs.curated_io import CURATED_IO_MANAGER
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import (
     CURATED,
@@ -131,7 +132,7 @@ def curate_assets(
                 ),
                 group_name=subject,
                 kinds={"parquet"},
-            ),
+            ).with_io_manager_key(CURATED_IO_MANAGER),
             AssetSpec(
                 quarantine,
                 deps=[staging],

@@ -44,7 +44,11 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
+def check_specs(
+    asset_key: AssetKey,
+    partitions_def: PartitionsDefinition,
+    descriptions: Mapping[str, str] = CHECK_DESCRIPTIONS,
+) -> list[AssetCheckSpec]:
     # Partitioned checks are a preview in Dagster 1.13, and what lets the UI show a result per
     # hour; the preview notice is silenced here rather than printed at every definitions load.
     with warnings.catch_warnings():
@@ -53,7 +57,7 @@ def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> li
             AssetCheckSpec(
                 name, asset=asset_key, description=description, partitions_def=partitions_def
             )
-            for name, description in CHECK_DESCRIPTIONS.items()
+            for name, description in descriptions.items()
         ]
 
 
