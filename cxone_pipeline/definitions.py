@@ -5,7 +5,9 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging_spec
+from cxone_pipeline.defs.curated_io import curated_io_managers
 from cxone_pipeline.defs.cxone import cxone_resource_from_env, register_cxone_webhook
+from cxone_pipeline.defs.marts import build_marts_sensor, mart_assets
 from cxone_pipeline.defs.pulls import build_cxone_sync_sensor, pull_asset, pulled_subjects
 from cxone_pipeline.defs.resources import build_resources
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
@@ -29,6 +31,8 @@ def build_definitions(settings: Settings) -> Definitions:
         first_hour,
         running=settings.cxone_client_id is not None,
     )
+    marts = mart_assets(subjects, first_hour)
+    resources = build_resources(settings)
     return Definitions(
         assets=[
             *(staging_spec(subject) for subject in subjects if subject not in pulled),
@@ -40,9 +44,11 @@ def build_definitions(settings: Settings) -> Definitions:
                 curate_assets(subject, partitions, settings.backfill_hours_per_run)
                 for subject in subjects
             ),
+            *marts,
         ],
         sensors=[
             build_staging_sensor(subjects, settings.sensor_interval_seconds, first_hour),
+            *([build_marts_sensor(settings.sensor_interval_seconds)] if marts else []),
             *([sync] if pulled else []),
         ],
         schedules=[build_reconcile_schedule(subjects, settings.reconcile_cron, first_hour)],
@@ -50,7 +56,11 @@ def build_definitions(settings: Settings) -> Definitions:
         # Each run is one step (an hour range of one subject): a step subprocess would only
         # import the code location a second time.
         executor=in_process_executor,
-        resources={**build_resources(settings), "cxone": cxone_resource_from_env()},
+        resources={
+            **resources,
+            **curated_io_managers(resources["lake"], resources["curation"]),
+            "cxone": cxone_resource_from_env(),
+        },
     )
 
 

@@ -37,13 +37,18 @@ CHECK_DESCRIPTIONS = {
         f"{OPERATIONS_DOC}"
     ),
     "unique_event_ids": (
-        "ERROR when an _event_id occurs twice in the hour's curated Parquet, read back from the "
-        f"lake. Re-materialize the partition; {OPERATIONS_DOC}"
+        "ERROR when an _event_id occurs twice in the hour's curated Parquet, or is also curated "
+        "in a neighbour hour within the subject's dedupe horizon, read back from the lake. "
+        f"Re-materialize the partition and its neighbours; {OPERATIONS_DOC}"
     ),
 }
 
 
-def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
+def check_specs(
+    asset_key: AssetKey,
+    partitions_def: PartitionsDefinition,
+    descriptions: Mapping[str, str] = CHECK_DESCRIPTIONS,
+) -> list[AssetCheckSpec]:
     # Partitioned checks are a preview in Dagster 1.13, and what lets the UI show a result per
     # hour; the preview notice is silenced here rather than printed at every definitions load.
     with warnings.catch_warnings():
@@ -52,17 +57,17 @@ def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> li
             AssetCheckSpec(
                 name, asset=asset_key, description=description, partitions_def=partitions_def
             )
-            for name, description in CHECK_DESCRIPTIONS.items()
+            for name, description in descriptions.items()
         ]
 
 
 def check_outcomes(
-    outcome: HourOutcome, store: Store, quarantine_rate_max: float
+    outcome: HourOutcome, store: Store, quarantine_rate_max: float, horizon_hours: int
 ) -> list[CheckOutcome]:
     return [
         check_schema_drift(outcome),
         check_quarantine_rate(outcome, quarantine_rate_max),
-        check_unique_event_ids(store, outcome.subject, outcome.hour),
+        check_unique_event_ids(store, outcome.subject, outcome.hour, horizon_hours),
     ]
 
 
