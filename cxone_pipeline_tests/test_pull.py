@@ -1,9 +1,5 @@
-"""Pulling CXone's history into staging and curating it, against the simulator over HTTP.
-
-The tests marked "keep latest" need curation to keep, of several copies of a contact, the one
-with the greatest lastUpdateTime (the "one row per event id" work); they fail while curation
-keeps the earliest received copy.
-"""
+"""Pulling CXone's history into staging and curating it, against the simulator over HTTP:
+pages, faults, API versions, updates over time, and pushes meeting pulls in one row."""
 
 from __future__ import annotations
 
@@ -263,7 +259,7 @@ def test_the_sync_cursor_is_never_older_than_30_days() -> None:
     assert sync_since(now - timedelta(days=45), now, lookback) == now - timedelta(days=30)
 
 
-# Keep latest: these need the "one row per event id" curation -------------------------------
+# Pushes, pulls and updates of one contact: the copy with the latest lastUpdateTime wins ---
 
 
 def push(store: Store, payloads: list[dict[str, Any]]) -> None:

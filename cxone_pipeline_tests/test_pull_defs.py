@@ -26,10 +26,13 @@ from cxone_pipeline.definitions import build_definitions
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
 from cxone_pipeline.defs.cxone import ENV_VARS, CXoneResource
 from cxone_pipeline.defs.pulls import PULL_POOL, build_cxone_sync_sensor, pull_asset
+from cxone_pipeline.defs.sensors import build_staging_sensor
 from cxone_pipeline.lake.layout import curated_key, partition_hour, partition_key
 from cxone_pipeline.lake.store import LocalStore
+from cxone_pipeline.pull import sync_updates
+from cxone_pipeline.registry import load_subject
 from cxone_pipeline.resolve import read_parquet
-from cxone_pipeline.settings import PROJECT_ROOT, Settings
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, PROJECT_ROOT, Settings
 from cxone_pipeline_tests.cxone_simulator import CXoneSimulator, completed_contacts
 from cxone_pipeline_tests.dagster_fixtures import START, Lake, closed_hour, local_lake
 from cxone_pipeline_tests.landing_fixtures import staged_envelopes
@@ -41,6 +44,7 @@ PARTITIONS = hourly_partitions(START)
 PULL = pull_asset(SUBJECT, PARTITIONS, hours_per_run=24)
 CURATE = curate_assets(SUBJECT, PARTITIONS, hours_per_run=24)
 FIRST_HOUR = partition_hour(START)
+SCHEMAS = load_subject(DEFAULT_SCHEMAS_DIR, SUBJECT)
 
 
 def cxone(sim: CXoneSimulator, **overrides: str) -> CXoneResource:
@@ -184,6 +188,36 @@ def test_a_backfill_over_days_pulls_hours_per_run_and_records_each_hour(
             3 if n % 6 == 0 else 0
         )
     assert len(staged_envelopes(lake.store, SUBJECT)) == 24
+
+
+def test_curated_follows_a_pulled_hour_and_a_sync_through_the_staging_sensor(
+    sim: CXoneSimulator, lake: Lake, instance: DagsterInstance
+) -> None:
+    """Hours pulled days ago, or touched by cxone_sync, are requested by the staging sensor
+    from their change markers: nobody presses a button."""
+    staging_sensor = build_staging_sensor([SUBJECT], 30, FIRST_HOUR)
+
+    def curation_requests(cursor: str | None) -> tuple[list[str], str | None]:
+        with build_sensor_context(
+            instance=instance, cursor=cursor, resources=lake.resources(close_grace_seconds=0)
+        ) as context:
+            result = staging_sensor(context)
+        return sorted(r.partition_key for r in result.run_requests or []), result.cursor
+
+    old, other = closed_hour(72), closed_hour(30)
+    sim.add_contacts(completed_contacts(old, 4))
+    sim.add_contacts(completed_contacts(other, 2, first_id=8_000_000_000))
+    assert pull_partition(lake, sim, instance, partition_key(old)).success
+    requested, cursor = curation_requests(None)
+    assert requested == [partition_key(old)]
+    assert curate_partition(lake, instance, partition_key(old)).success
+    assert metadata(instance, CURATED, partition_key(old))["dagster/row_count"] == 4
+
+    sim.update_contact(8_000_000_001, dispositionNotes="refund agreed")
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    sync_updates(sim.config(), lake.store, SCHEMAS, since, 5, FIRST_HOUR)
+    requested, _ = curation_requests(cursor)
+    assert requested == [partition_key(other)]
 
 
 def test_a_failing_pull_names_the_cause_and_no_secret(
