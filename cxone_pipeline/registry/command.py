@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxone_pipeline.cli import CommandError
+
+if TYPE_CHECKING:
+    from cxone_pipeline.registry.compatibility import RegistryCheck
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,30 +40,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from cxone_pipeline.registry import SchemaError, load_registry
-    from cxone_pipeline.resolve import canonical_arrow_schema
+    from cxone_pipeline.registry import SchemaError
     from cxone_pipeline.settings import Settings
 
     try:
-        from cxone_pipeline.registry.compatibility import check_subject
+        from cxone_pipeline.registry.compatibility import check_registry
     except ImportError as exc:  # Apache Avro's checker ships in the `avro` package
         raise CommandError(f"schemas check needs the 'avro' package: {exc}") from None
 
     schemas_dir: Path = args.schemas_dir or Settings.from_env().schemas_dir
     try:
-        registry = load_registry(schemas_dir)
-        if not registry:
-            raise CommandError(f"no subject (a folder with canonical.avsc) in {schemas_dir}")
-        for subject in registry.values():
-            canonical_arrow_schema(subject)  # every canonical type must have a Parquet type
-        checks = [check for subject in registry.values() for check in check_subject(subject)]
+        report = check_registry(schemas_dir)
     except SchemaError as exc:
         raise CommandError(str(exc)) from None
-    failures = [f"{c.subject} {c.version}: {p}" for c in checks for p in c.problems]
-    if args.json:
-        report = {
-            "schemas_dir": str(schemas_dir),
-            "ok": not failures,
+    print_check(report, args.json)
+    return 1 if report.failures else 0
+
+
+def print_check(report: RegistryCheck, as_json: bool) -> None:
+    """The check's table (or JSON) on stdout, each failure on stderr."""
+    checks = report.checks
+    if as_json:
+        document = {
+            "schemas_dir": str(report.schemas_dir),
+            "ok": not report.failures,
             "subjects": {
                 name: {
                     "fingerprint": subject.fingerprint,
@@ -76,10 +80,10 @@ def check_command(args: argparse.Namespace) -> int:
                         if c.subject == name
                     ],
                 }
-                for name, subject in registry.items()
+                for name, subject in report.registry.items()
             },
         }
-        print(json.dumps(report, indent=2))
+        print(json.dumps(document, indent=2))
     else:
         rows = [("SUBJECT", "VERSION", "FINGERPRINT", "MODE", "STATUS")]
         rows += [
@@ -89,6 +93,5 @@ def check_command(args: argparse.Namespace) -> int:
         for row in rows:
             cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
             print("  ".join(cells).rstrip())
-    for failure in failures:
+    for failure in report.failures:
         print(f"cxone-pipeline schemas check: {failure}", file=sys.stderr)
-    return 1 if failures else 0
