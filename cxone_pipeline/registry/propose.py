@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ import pyarrow.compute as pc
 from fastavro import parse_schema
 from fastavro.validation import validate
 
-from cxone_pipeline.lake.layout import partition_key
+from cxone_pipeline.lake.layout import (
+    PROPOSALS,
+    parse_proposal_key,
+    partition_key,
+    proposal_key,
+    zone_prefix,
+)
+from cxone_pipeline.lake.store import Store
 from cxone_pipeline.registry import (
     SchemaError,
     SchemaVersion,
@@ -62,6 +70,8 @@ from cxone_pipeline.resolve import transform
 from cxone_pipeline.resolve.arrow_schema import EVENT_ID, SCHEMA_VERSION, UNMAPPED_FIELDS
 
 CANONICAL_FILE = f"{CANONICAL_STEM}{SCHEMA_SUFFIX}"
+PROPOSAL_FILE = "proposal.json"
+SUMMARY_FILE = "summary.txt"
 RENAME_SHARE = 0.5  # share of a new field's distinct values a canonical column must hold
 MAX_SHAPES = 500  # distinct key sets compared pairwise when grouping; beyond, one group
 _VERSION_NUMBER = re.compile(r"v(\d+)")
@@ -595,7 +605,7 @@ def _try(subject: SubjectSchemas, records: list[Drifted], new_columns: list[str]
     """Resolve the records' envelopes with `subject` (the proposed registry), hour by hour, as
     a re-materialization would."""
     tried = _Tried(defaultdict(lambda: defaultdict(int)), [], dict.fromkeys(new_columns, 0))
-    by_hour: dict[Any, list[Drifted]] = defaultdict(list)
+    by_hour: dict[datetime, list[Drifted]] = defaultdict(list)
     for record in records:
         by_hour[record.hour].append(record)
     for hour in sorted(by_hour):
@@ -704,6 +714,37 @@ def propose(
     )
 
 
+def store_proposal(store: Store, proposal: Proposal, made_at: datetime) -> list[str]:
+    """Leave the proposal in the lake for review: its files, `proposal.json` and
+    `summary.txt`, under `proposals/<subject>/<made at>-<registry fingerprint>/`."""
+    documents = {
+        **proposal.files,
+        SUMMARY_FILE: describe(proposal),
+        PROPOSAL_FILE: json.dumps(proposal.to_json(), indent=2, ensure_ascii=False) + "\n",
+    }
+    keys = []
+    for name, text in documents.items():
+        key = proposal_key(proposal.subject, made_at, proposal.registry_fingerprint, name)
+        store.put(key, text.encode())
+        keys.append(key)
+    return keys
+
+
+def pending_proposal(store: Store, subject: str, registry_fingerprint: str) -> str | None:
+    """The newest proposal in the lake made against the registry as it is now (one that was
+    applied, or made before the registry changed, no longer counts): its `proposal.json` key."""
+    pending = None
+    for info in store.list(zone_prefix(PROPOSALS, subject)):
+        found = parse_proposal_key(info.key)
+        if (
+            found is not None
+            and found.name == PROPOSAL_FILE
+            and registry_fingerprint.startswith(found.fingerprint)
+        ):
+            pending = found.key  # keys sort by the time proposals were made
+    return pending
+
+
 def write_proposal(schemas_dir: Path, proposal: Proposal) -> RegistryCheck:
     """Write the proposal's files into the registry, only if the whole registry with them passes
     `schemas check` (tried on a copy first) and the subject is as it was when proposed."""
@@ -723,6 +764,24 @@ def write_proposal(schemas_dir: Path, proposal: Proposal) -> RegistryCheck:
             raise ProposalError("the registry would not pass schemas check: " + "; ".join(bad))
     _write_files(folder, proposal.files)
     return check_registry(schemas_dir)
+
+
+def short_type(avro_type: Any) -> str:
+    """`["null", {"type": "record", "name": "Queue", …}]` → `null | record Queue`."""
+    if isinstance(avro_type, list):
+        return " | ".join(short_type(t) for t in avro_type)
+    if not isinstance(avro_type, dict):
+        return str(avro_type)
+    kind = avro_type.get("type")
+    if "logicalType" in avro_type:
+        return str(avro_type["logicalType"])
+    if kind in ("record", "enum", "fixed"):
+        return f"{kind} {avro_type.get('name')}"
+    if kind == "array":
+        return f"array<{short_type(avro_type.get('items'))}>"
+    if kind == "map":
+        return f"map<{short_type(avro_type.get('values'))}>"
+    return short_type(kind)
 
 
 def describe(proposal: Proposal) -> str:
@@ -745,13 +804,13 @@ def describe(proposal: Proposal) -> str:
         lines.append(f"{v.version}{SCHEMA_SUFFIX}: new writer version for {records} ({v.origin})")
         lines.append(f"  resolves {resolved}")
         if v.new_fields:
-            lines.append(f"  new fields: {', '.join(v.new_fields)}")
+            lines.append(f"  typed from the data: {', '.join(v.new_fields)}")
         lines += [f"  note: {note}" for note in v.notes]
     if proposal.canonical_changes:
         lines += ["", CANONICAL_FILE]
         for c in proposal.canonical_changes:
             if c.change == "new field":
-                lines.append(f"  + {c.field}  {json.dumps(c.type)}  from {c.sender_field}")
+                lines.append(f"  + {c.field}  {short_type(c.type)}  from {c.sender_field}")
             else:
                 lines.append(f"  ~ {c.field}  alias {c.sender_field} ({c.why})")
     pending = [r for r in proposal.renames if not r.accepted]
