@@ -187,9 +187,7 @@ def propose_command(args: argparse.Namespace) -> int:
         else:
             since = args.since if args.since is not None else settings.reconcile_days * 24
             hours = list(last_hours(datetime.now(timezone.utc), since))
-        sample = read_drift(
-            open_store(settings), load_subject(schemas_dir, subject), hours, args.limit
-        )
+        sample = read_drift(open_store(settings), load_subject(schemas_dir, subject), hours, limit)
         proposal = propose(schemas_dir, sample, args.enum, args.accept_rename)
         report = write_proposal(schemas_dir, proposal) if args.write and proposal.files else None
     except (SettingsError, InvalidName, SchemaError, StoreError, ProposalError, ValueError) as exc:

@@ -669,9 +669,11 @@ def propose(
             else:
                 kept.append(group)
     draft = _draft(schemas, kept, sample.curated_values, enums, accepted)
-    unknown = accepted - {r.sender_field for r in draft.renames}
+    # Suggested for every shape, also one left out: its rename may be what it needs to pass.
+    renames = _draft(schemas, groups, sample.curated_values, enums, accepted).renames
+    unknown = accepted - {r.sender_field for r in renames}
     if unknown:
-        suggested = ", ".join(r.sender_field for r in draft.renames) or "none"
+        suggested = ", ".join(r.sender_field for r in renames) or "none"
         raise ProposalError(
             f"--accept-rename {', '.join(sorted(unknown))}: no rename is suggested for that "
             f"field (suggested: {suggested})"
@@ -702,7 +704,7 @@ def propose(
         truncated=sample.truncated,
         versions=versions,
         canonical_changes=tuple(draft.changes),
-        renames=tuple(draft.renames),
+        renames=tuple(renames),
         not_proposed=tuple(not_proposed),
         still_failing=tuple(failures + tried.failures),
         resolved_by_existing={
