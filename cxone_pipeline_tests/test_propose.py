@@ -13,6 +13,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from cxone_pipeline.cli import main
+from cxone_pipeline.curate import curate_hour
 from cxone_pipeline.defs.proposals import propose_schema
 from cxone_pipeline.lake.layout import (
     curated_key,
@@ -267,8 +268,6 @@ def test_a_shape_that_cannot_pass_check_is_not_written_until_its_rename_is_accep
     events += [envelope("e-2", at, {**CALL_PAYLOADS["v2"], "customerId": "c-2"}, "v2")]
     stage(lake.store, SUBJECT, hour, events)
     schemas = load_subject(lake.schemas_dir, SUBJECT)
-    from cxone_pipeline.curate import curate_hour
-
     curate_hour(lake.store, schemas, hour)
     sample = read_drift(lake.store, schemas, [hour])
 
@@ -331,3 +330,49 @@ def test_the_job_leaves_a_proposal_in_the_lake_and_the_check_points_at_it(
     assert (
         drift.metadata["pending_proposal"].value == f"{lake.store.url.rstrip('/')}/{proposal_json}"
     )
+
+
+def test_enums_maps_and_arrays_of_records_resolve_and_unreadable_shapes_say_why(
+    lake: Lake, tmp_path: Path
+) -> None:
+    lake.schemas_dir = Path(shutil.copytree(DEFAULT_SCHEMAS_DIR, tmp_path / "schemas"))
+    hour = closed_hour(3)
+    at = hour + timedelta(minutes=1)
+    labels = [{"en": "hi"}, {"fr": "salut"}, {"de": "hallo"}]
+    events = [
+        envelope(
+            f"m-{n}",
+            at,
+            {
+                **CALL_PAYLOADS["v2"],
+                "channel": ["VOICE", "CHAT"][n % 2],
+                "labels": labels[n],
+                "legs": [{"agent": "a", "secs": n}],
+            },
+            "v6",
+        )
+        for n in range(3)
+    ]
+    events += [envelope(f"x-{n}", at, {"caller": "C-9", "seconds": 12}) for n in range(2)]
+    stage(lake.store, SUBJECT, hour, events)
+    schemas = load_subject(lake.schemas_dir, SUBJECT)
+    curate_hour(lake.store, schemas, hour)
+    proposal = propose(lake.schemas_dir, read_drift(lake.store, schemas, [hour]), ["channel"])
+    [v6] = proposal.versions
+    assert (v6.version, v6.resolved) == ("v6", {"quarantined": 3})
+    added = {c.field: c.type for c in proposal.canonical_changes}
+    assert added["channel"] == [
+        "null",
+        {"type": "enum", "name": "Channel", "symbols": ["CHAT", "VOICE"]},
+    ]
+    assert added["labels"] == ["null", {"type": "map", "values": "string"}]
+    assert added["legs"][1]["items"]["name"] == "LegsItem"
+    assert proposal.filled == {"channel": 3, "labels": 3, "legs": 3}
+    # caller/seconds carry none of the required canonical fields: not proposed, and why.
+    [v7] = proposal.not_proposed
+    assert (v7.version, v7.records) == ("v7", 2)
+    assert "canonical field 'customer_id': v7 has no field named" in v7.problems[0]
+    assert [(f.event_id, f.code) for f in proposal.still_failing] == [
+        ("x-0", "no_matching_schema"),
+        ("x-1", "no_matching_schema"),
+    ]
