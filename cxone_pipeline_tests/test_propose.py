@@ -192,6 +192,12 @@ def test_quarantined_and_unmapped_records_are_recovered_by_the_proposal(
     assert skill_id["aliases"] == ["skillId"]  # the rename is suggested, not applied
 
     assert cli(capsys, "schemas", "check", "--schemas-dir", schemas)[0] == 0
+    # Proposing again before the hour is re-curated proposes nothing new: the registry as it
+    # is resolves those records now.
+    code, out, _ = cli(capsys, *command.split()[1:], "--schemas-dir", schemas, "--json")
+    again = json.loads(out)
+    assert (code, again["versions"], again["files"]) == (0, [], {})
+    assert again["resolved_by_existing"] == {"v4": 4, "v5": 3}
     drift = curate(lake, instance, hour)
     curated = rows(lake, hour)
     with pytest.raises(ObjectNotFound):  # nothing is left in quarantine

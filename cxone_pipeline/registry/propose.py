@@ -270,21 +270,28 @@ def _shapes(records: list[Drifted]) -> list[list[Drifted]]:
 def _groups(
     schemas: SubjectSchemas, records: list[Drifted]
 ) -> tuple[list[_Group], list[Drifted], list[Failure]]:
-    """Groups a new version may resolve, records an existing version already may (the registry
-    changed since), and records no version can resolve."""
+    """Groups a new version may resolve, records the registry as it is already resolves (it
+    changed since they were curated), and records no version can resolve."""
     declared: dict[str, list[Drifted]] = defaultdict(list)
     unmatched: list[Drifted] = []
     unmapped: dict[str, list[Drifted]] = defaultdict(list)
-    existing: list[Drifted] = []
     failures: list[Failure] = []
+    candidates = [r for r in records if _unfixable(r) is None]
+    already = _try(schemas, candidates, []).resolved_ids
+    existing = [r for r in candidates if (r.hour, r.event_id) in already]
     for record in records:
         reason = _unfixable(record)
         if reason is not None:
             failures.append(_failure(record, reason))
+        elif (record.hour, record.event_id) in already:
+            continue
         elif record.code == "unknown_schema_version":
             assert record.declared is not None
             if find_version(schemas, record.declared) is not None:
-                existing.append(record)
+                reason = (
+                    f"declares {record.declared}, which the registry has now, and does not fit it"
+                )
+                failures.append(_failure(record, reason))
             else:
                 declared[_stem(record.declared) or ""].append(record)
         elif record.source == QUARANTINED:
@@ -599,6 +606,7 @@ class _Tried:
     resolved: dict[str, dict[str, int]]  # version → source → records
     failures: list[Failure]
     filled: dict[str, int]
+    resolved_ids: set[tuple[datetime, str]] = field(default_factory=set)
 
 
 def _try(subject: SubjectSchemas, records: list[Drifted], new_columns: list[str]) -> _Tried:
@@ -623,6 +631,7 @@ def _try(subject: SubjectSchemas, records: list[Drifted], new_columns: list[str]
             row = rows.get(record.event_id)
             if row is not None and row[UNMAPPED_FIELDS] is None:
                 tried.resolved[row[SCHEMA_VERSION]][record.source] += 1
+                tried.resolved_ids.add((record.hour, record.event_id))
             elif row is not None:
                 reason = (
                     f"resolves with {row[SCHEMA_VERSION]}, still unmapped: {row[UNMAPPED_FIELDS]}"
@@ -791,7 +800,7 @@ def describe(proposal: Proposal) -> str:
     to review, what still fails, and the files as a diff."""
     read = proposal.read
     partitions = proposal.partitions
-    span = f"{partitions[0]} to {partitions[-1]}" if partitions else "no hour"
+    span = f"{partitions[0]} to {partitions[-1]}" if len(partitions) > 1 else "".join(partitions)
     lines = [
         f"{proposal.subject}: {read[QUARANTINED]} quarantined and {read[UNMAPPED]} unmapped "
         f"record(s) read from {len(partitions)} hour(s), {span}"
