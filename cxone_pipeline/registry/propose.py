@@ -68,6 +68,7 @@ from cxone_pipeline.registry.inference import (
 from cxone_pipeline.registry.schemas import CANONICAL_STEM, SCHEMA_SUFFIX, natural_key
 from cxone_pipeline.resolve import transform
 from cxone_pipeline.resolve.arrow_schema import EVENT_ID, SCHEMA_VERSION, UNMAPPED_FIELDS
+from cxone_pipeline.resolve.columnar import kind_of, plan_versions
 
 CANONICAL_FILE = f"{CANONICAL_STEM}{SCHEMA_SUFFIX}"
 PROPOSAL_FILE = "proposal.json"
@@ -149,6 +150,7 @@ class Proposal:
     filled: dict[str, int]  # new canonical columns: values they get from the records
     files: dict[str, str]  # file name → proposed text
     originals: dict[str, str]  # file name → current text (absent for new files)
+    notes: tuple[str, ...] = ()
 
     def diff(self) -> str:
         return "".join(
@@ -178,6 +180,7 @@ class Proposal:
             "resolved_by_existing": self.resolved_by_existing,
             "filled": self.filled,
             "files": self.files,
+            "notes": list(self.notes),
         }
 
 
@@ -645,6 +648,22 @@ def _try(subject: SubjectSchemas, records: list[Drifted], new_columns: list[str]
     return tried
 
 
+def _slower(before: SubjectSchemas, after: SubjectSchemas) -> tuple[str, ...]:
+    """A note when the proposal moves versions off the columnar fast path (its canonical schema
+    gains columns of a shape the fast path does not resolve, such as records and maps)."""
+    fast = {v for v, plan in plan_versions(before).items() if plan.columns is not None}
+    slowed = [v for v, plan in plan_versions(after).items() if plan.columns is None]
+    if not fast.intersection(slowed):
+        return ()
+    named = after.canonical.schema.get("__named_schemas", {})
+    columns = [f["name"] for f in after.canonical.fields if kind_of(f["type"], named) is None]
+    return (
+        f"the columnar fast path does not resolve {', '.join(columns)}: with them, "
+        f"{', '.join(slowed)} are resolved record by record (fastavro), several times slower "
+        "(docs/benchmarks.md)",
+    )
+
+
 def _staged_line(envelope: dict[str, Any]) -> bytes:
     staged = {k: v for k, v in envelope.items() if k != "error"}
     return json.dumps(staged, ensure_ascii=False).encode() + b"\n"
@@ -691,7 +710,9 @@ def propose(
     new_columns = [c.field for c in draft.changes if c.change == "new field"]
     tried_records = existing + [r for g in groups for r in g.records]
     with _trial_registry(schemas_dir, subject, files) as (root, _):
-        tried = _try(load_subject(root, subject), tried_records, new_columns)
+        proposed_schemas = load_subject(root, subject)
+        tried = _try(proposed_schemas, tried_records, new_columns)
+    notes = _slower(schemas, proposed_schemas)
     versions = tuple(
         VersionProposal(
             version=group.version,
@@ -722,6 +743,7 @@ def propose(
         filled=tried.filled,
         files=files,
         originals=originals,
+        notes=notes,
     )
 
 
@@ -837,6 +859,7 @@ def describe(proposal: Proposal) -> str:
                 f"    to apply: --accept-rename {r.sender_field} ({r.canonical_field} gets the "
                 f"alias instead of a new {snake_case(r.sender_field)} column)"
             )
+    lines += [f"note: {note}" for note in proposal.notes]
     if proposal.filled:
         filled = ", ".join(f"{name} {n}" for name, n in proposal.filled.items())
         lines += ["", f"new columns filled when the records are resolved: {filled}"]
