@@ -859,7 +859,8 @@ def describe(proposal: Proposal) -> str:
                 f"    to apply: --accept-rename {r.sender_field} ({r.canonical_field} gets the "
                 f"alias instead of a new {snake_case(r.sender_field)} column)"
             )
-    lines += [f"note: {note}" for note in proposal.notes]
+    if proposal.notes:
+        lines += ["", *(f"note: {note}" for note in proposal.notes)]
     if proposal.filled:
         filled = ", ".join(f"{name} {n}" for name, n in proposal.filled.items())
         lines += ["", f"new columns filled when the records are resolved: {filled}"]
