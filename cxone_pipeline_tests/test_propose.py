@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
 from cxone_pipeline.cli import main
 from cxone_pipeline.curate import curate_hour
@@ -29,12 +29,12 @@ from cxone_pipeline.resolve import read_parquet
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.dagster_fixtures import (
     CALL_PAYLOADS,
-    CURATE_CALLS,
     Lake,
     call_events,
     closed_hour,
     envelope,
     local_lake,
+    materialize_hour,
     s3_lake,
     stage,
 )
@@ -87,14 +87,8 @@ def drifted_hour(lake: Lake, hour: datetime) -> None:
 
 def curate(lake: Lake, instance: DagsterInstance, hour: datetime) -> dict[str, Any]:
     """Materialize the hour; the schema_drift check's evaluation."""
-    result = materialize(
-        [CURATE_CALLS],
-        partition_key=partition_key(hour),
-        resources=lake.resources(),
-        instance=instance,
-    )
-    assert result.success
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == "schema_drift")
+    evaluations = materialize_hour(lake, instance, hour).get_asset_check_evaluations()
+    return next(e for e in evaluations if e.check_name == "schema_drift")
 
 
 def rows(lake: Lake, hour: datetime) -> dict[str, dict[str, Any]]:

@@ -31,12 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "naming the subject, version and field at fault.",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument(
-        "--schemas-dir",
-        type=Path,
-        default=None,
-        help="registry folder (default: CXONE_PIPELINE_SCHEMAS_DIR, else the project's schemas/)",
-    )
+    _schemas_dir_argument(check)
     check.set_defaults(handler=check_command)
 
     propose = commands.add_parser(
@@ -93,13 +88,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="read at most this many records (default 20000)",
     )
-    propose.add_argument(
+    _schemas_dir_argument(propose)
+    propose.set_defaults(handler=propose_command)
+
+
+def _schemas_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--schemas-dir",
         type=Path,
         default=None,
         help="registry folder (default: CXONE_PIPELINE_SCHEMAS_DIR, else the project's schemas/)",
     )
-    propose.set_defaults(handler=propose_command)
 
 
 def check_command(args: argparse.Namespace) -> int:

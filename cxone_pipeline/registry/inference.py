@@ -278,22 +278,25 @@ class Inference:
 
     def _array(self, seen: Observed, path: tuple[str, ...]) -> Typed:
         items = seen.items
-        if items is None or not items.seen:
-            note = f"{'.'.join(path)}: only empty arrays seen, items typed string"
-            return Typed(
-                {"type": "array", "items": "string"},
-                {"type": "array", "items": "string"},
-                notes=(note,),
-            )
-        inner = self.typed(items, (*path, "item"), is_field=False)
-        writer_items, canonical_items = inner.writer, inner.canonical
-        if items.nulls:
-            writer_items, canonical_items = ["null", writer_items], ["null", canonical_items]
+        if items is not None and items.seen:
+            return self._container("array", "items", items, (*path, "item"))
+        empty = Observed()
+        empty.add("")
+        typed = self._container("array", "items", empty, (*path, "item"))
+        note = f"{'.'.join(path)}: only empty arrays seen, items typed string"
+        return Typed(typed.writer, typed.canonical, notes=(note,))
+
+    def _container(self, kind: str, member: str, inner: Observed, path: tuple[str, ...]) -> Typed:
+        """An array or map of what `inner` observed (nullable members where nulls were seen)."""
+        typed = self.typed(inner, path, is_field=False)
+        writer, canonical = typed.writer, typed.canonical
+        if inner.nulls:
+            writer, canonical = ["null", writer], ["null", canonical]
         return Typed(
-            {"type": "array", "items": writer_items},
-            {"type": "array", "items": canonical_items},
-            problems=inner.problems,
-            notes=inner.notes,
+            {"type": kind, member: writer},
+            {"type": kind, member: canonical},
+            problems=typed.problems,
+            notes=typed.notes,
         )
 
     def _object(self, seen: Observed, path: tuple[str, ...]) -> Typed:
@@ -327,16 +330,7 @@ class Inference:
             values.merge(child)
         if not values.seen:
             values.add("")  # only empty objects seen
-        inner = self.typed(values, (*path, "value"), is_field=False)
-        writer_values, canonical_values = inner.writer, inner.canonical
-        if values.nulls:
-            writer_values, canonical_values = ["null", writer_values], ["null", canonical_values]
-        return Typed(
-            {"type": "map", "values": writer_values},
-            {"type": "map", "values": canonical_values},
-            problems=inner.problems,
-            notes=inner.notes,
-        )
+        return self._container("map", "values", values, (*path, "value"))
 
 
 def writer_field(name: str, typed: Typed, nullable: bool) -> dict[str, Any]:
