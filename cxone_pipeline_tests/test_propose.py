@@ -380,3 +380,34 @@ def test_enums_maps_and_arrays_of_records_resolve_and_unreadable_shapes_say_why(
         ("x-0", "no_matching_schema"),
         ("x-1", "no_matching_schema"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--partition", "2026-11-29"], "invalid hourly partition key '2026-11-29'"),
+        (["--since", "0"], "between 1 and 744 hours, not 0"),
+        (["--limit", "0"], "--limit 0: must be at least 1"),
+    ],
+)
+def test_bad_arguments_exit_with_one_line(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(
+        capsys,
+        "schemas",
+        "propose",
+        "--subject",
+        SUBJECT,
+        "--schemas-dir",
+        str(DEFAULT_SCHEMAS_DIR),
+        *args,
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith("cxone-pipeline schemas: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_an_unknown_subject_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "schemas", "propose", "--subject", "Bad/Name", "--since", "1")
+    assert code == 2 and "invalid subject 'Bad/Name'" in err
