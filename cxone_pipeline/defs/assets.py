@@ -86,11 +86,14 @@ def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> di
         **per_code,
         QUARANTINED: outcome.rejected,
         "duplicates_dropped": result.duplicates_dropped,
+        "duplicates_across_hours": result.duplicates_across_hours,
+        "superseded_invalid_copies": result.superseded,
+        "event_time_fallbacks": outcome.event_time_fallbacks,
         "unmapped_field_count": sum(result.unmapped_fields.values()),
         "unmapped_fields": MetadataValue.json(dict(sorted(result.unmapped_fields.items()))),
         "unknown_versions": MetadataValue.json(dict(result.unknown_versions)),
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
-        MANIFEST_DIGEST: outcome.manifest.digest,
+        MANIFEST_DIGEST: outcome.window_digest,
         "staging_object_count": outcome.manifest.count,
         "staging_bytes": sum(o.size for o in outcome.manifest.objects),
         "files": MetadataValue.json([f"{url}/{key}" for key in outcome.curated_keys]),
@@ -172,10 +175,14 @@ def curate_assets(
             )
             context.log.info(
                 f"{subject} {key}: {outcome.rows} rows, {outcome.rejected} quarantined, "
-                f"{outcome.result.duplicates_dropped} duplicates from "
+                f"{outcome.result.duplicates_dropped} duplicates, "
+                f"{outcome.result.duplicates_across_hours} copies kept in another hour, "
+                f"{outcome.result.superseded} superseded from "
                 f"{outcome.manifest.count} staging objects"
             )
-            checks[key] = check_outcomes(outcome, store, curation.quarantine_rate_max)
+            checks[key] = check_outcomes(
+                outcome, store, curation.quarantine_rate_max, schemas.rules.horizon_hours
+            )
         yield MaterializeResult(asset_key=curated)
         yield MaterializeResult(asset_key=quarantine)
         yield from check_evaluations(context, curated, checks)

@@ -40,8 +40,9 @@ CHECK_DESCRIPTIONS = {
         f"{OPERATIONS_DOC}"
     ),
     "unique_event_ids": (
-        "ERROR when an _event_id occurs twice in the hour's curated Parquet, read back from the "
-        f"lake. Re-materialize the partition; {OPERATIONS_DOC}"
+        "ERROR when an _event_id occurs twice in the hour's curated Parquet, or is also curated "
+        "in a neighbour hour within the subject's dedupe horizon, read back from the lake. "
+        f"Re-materialize the partition and its neighbours; {OPERATIONS_DOC}"
     ),
 }
 
@@ -60,12 +61,12 @@ def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> li
 
 
 def check_outcomes(
-    outcome: HourOutcome, store: Store, quarantine_rate_max: float
+    outcome: HourOutcome, store: Store, quarantine_rate_max: float, horizon_hours: int
 ) -> list[CheckOutcome]:
     return [
         with_pending_proposal(check_schema_drift(outcome), outcome, store),
         check_quarantine_rate(outcome, quarantine_rate_max),
-        check_unique_event_ids(store, outcome.subject, outcome.hour),
+        check_unique_event_ids(store, outcome.subject, outcome.hour, horizon_hours),
     ]
 
 

@@ -90,8 +90,11 @@ def hour_prefix(zone: str, subject: str, hour: datetime) -> str:
     return f"{zone_prefix(zone, subject)}{hour_path(hour)}/"
 
 
+_STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return moment.astimezone(timezone.utc).strftime(_STAMP_FORMAT)
 
 
 def staging_key(subject: str, received_at: datetime, hour: datetime | None = None) -> str:
@@ -140,6 +143,7 @@ _CHANGE_RE = re.compile(
 class ChangeMarker:
     subject: str
     hour: datetime
+    written_at: datetime
     key: str
 
 
@@ -161,7 +165,8 @@ def parse_change_marker(key: str) -> ChangeMarker | None:
     if not match:
         return None
     hour = datetime.strptime(match["hour"], "%Y%m%d%H").replace(tzinfo=timezone.utc)
-    return ChangeMarker(match["subject"], hour, key)
+    written = datetime.strptime(match["written"], _STAMP_FORMAT).replace(tzinfo=timezone.utc)
+    return ChangeMarker(match["subject"], hour, written, key)
 
 
 _PROPOSAL_FILE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\.(?:avsc|json|txt)")
