@@ -26,6 +26,7 @@ from cxone_pipeline.lake.layout import (
     hour_prefix,
     parse_change_marker,
     parse_staging_key,
+    partition_key,
     quarantine_key,
     zone_prefix,
 )
@@ -283,6 +284,11 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         "unmapped_by_version": unmapped_by_version,
         "registry_fingerprint": outcome.registry_fingerprint,
     }
+    if result.unknown_versions or unmatched or result.unmapped_fields:
+        metadata["propose_command"] = (
+            f"cxone-pipeline schemas propose --subject {subject} "
+            f"--partition {partition_key(outcome.hour)}"
+        )
     if result.unknown_versions or unmatched:
         actions = [
             f"add schemas/{subject}/{version}.avsc" for version in sorted(result.unknown_versions)
@@ -295,7 +301,8 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         description = (
             f"{sum(result.unknown_versions.values()) + unmatched} event(s) match no schema "
             f"(unknown versions: {_counts(result.unknown_versions) or 'none'}; "
-            f"no matching schema: {unmatched}). Next: {'; '.join(actions)}, run "
+            f"no matching schema: {unmatched}). Next: {'; '.join(actions)} (`"
+            f"{metadata['propose_command']}` drafts them), run "
             f"`cxone-pipeline schemas check`, then the nightly_reconcile schedule recovers "
             f"them; see {OPERATIONS_DOC}"
         )
@@ -306,7 +313,7 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
             f"payloads carry fields no schema declares: {_counts(result.unmapped_fields)} "
             f"(versions {versions}). They are kept in _unmapped_fields. Next: if they are "
             f"real, add a new schemas/{subject}/vN.avsc declaring them and map them in "
-            f"canonical.avsc; see {OPERATIONS_DOC}"
+            f"canonical.avsc (`{metadata['propose_command']}` drafts both); see {OPERATIONS_DOC}"
         )
         return CheckOutcome("schema_drift", False, "WARN", description, metadata)
     return CheckOutcome(

@@ -117,7 +117,9 @@ START = "2025-01-01-00:00"
 CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), hours_per_run=24)
 
 
-def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> None:
+def materialize_hour(
+    lake: Lake, instance: DagsterInstance, hour: datetime
+) -> ExecuteInProcessResult:
     """Materialize curated/quarantine call_event for one hour, as a sensor-launched run would."""
     result = materialize(
         [CURATE_CALLS],
@@ -126,6 +128,7 @@ def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> N
         instance=instance,
     )
     assert result.success
+    return result
 
 
 def materialize_downstream(

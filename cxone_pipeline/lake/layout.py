@@ -18,7 +18,9 @@ QUARANTINE = "quarantine"
 CHANGES = "changes"
 # Daily tables built on curated hours (`cxone_pipeline.marts`), one folder per mart.
 MARTS = "marts"
-ZONES = (STAGING, CURATED, QUARANTINE, CHANGES, MARTS)
+# Schema proposals (`schemas propose`, the propose_schema job) left for review.
+PROPOSALS = "proposals"
+ZONES = (STAGING, CURATED, QUARANTINE, CHANGES, MARTS, PROPOSALS)
 # The subject of `POST /ingest` without a subject: CXone's call events.
 DEFAULT_SUBJECT = "call_event"
 
@@ -196,3 +198,37 @@ def parse_change_marker(key: str) -> ChangeMarker | None:
     hour = datetime.strptime(match["hour"], "%Y%m%d%H").replace(tzinfo=timezone.utc)
     written = datetime.strptime(match["written"], _STAMP_FORMAT).replace(tzinfo=timezone.utc)
     return ChangeMarker(match["subject"], hour, written, key)
+
+
+_PROPOSAL_FILE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\.(?:avsc|json|txt)")
+_PROPOSAL_RE = re.compile(
+    rf"{PROPOSALS}/(?P<subject>[a-z][a-z0-9_]{{0,63}})/(?P<made>\d{{8}}T\d{{6}}\.\d{{6}}Z)-"
+    r"(?P<fingerprint>[0-9a-f]{16})/(?P<name>[a-z0-9][a-z0-9._-]{0,63}\.(?:avsc|json|txt))"
+)
+
+
+@dataclass(frozen=True)
+class ProposalObject:
+    subject: str
+    folder: str  # the proposal's key prefix, one per proposal
+    fingerprint: str  # first 16 hex digits of the registry fingerprint it extends
+    name: str
+    key: str
+
+
+def proposal_key(subject: str, made_at: datetime, fingerprint: str, name: str) -> str:
+    """A file of the proposal made at `made_at` against the registry with `fingerprint`;
+    proposals' folders sort by the time they were made."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", fingerprint):
+        raise InvalidName("registry fingerprint must be lowercase hex")
+    if not _PROPOSAL_FILE_RE.fullmatch(name):
+        raise InvalidName(f"invalid proposal file name {name[:80]!r}")
+    return f"{zone_prefix(PROPOSALS, subject)}{_stamp(made_at)}-{fingerprint[:16]}/{name}"
+
+
+def parse_proposal_key(key: str) -> ProposalObject | None:
+    match = _PROPOSAL_RE.fullmatch(key)
+    if not match:
+        return None
+    folder = key[: -len(match["name"])]
+    return ProposalObject(match["subject"], folder, match["fingerprint"], match["name"], key)
