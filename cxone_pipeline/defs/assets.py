@@ -1,8 +1,9 @@
 """Per-subject assets: external `staging/<S>`; `curated/<S>` and `quarantine/<S>` built per hour."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -64,20 +65,26 @@ def staging_spec(subject: str) -> AssetSpec:
     )
 
 
-def _table_schema(schemas: SubjectSchemas) -> TableSchema:
-    """The curated columns with their types and, as descriptions, canonical.avsc's docs."""
-    docs = {f["name"]: f.get("doc") for f in schemas.canonical.document["fields"]}
+def _table_schema(schema: pa.Schema, docs: Mapping[str, str] | None = None) -> TableSchema:
+    """Columns with their types and, where `docs` has one, their description."""
+    docs = docs or {}
     return TableSchema(
         columns=[
             TableColumn(
                 name=f.name,
                 type=str(f.type),
-                description=docs.get(f.name) or METADATA_DOCS.get(f.name),
+                description=docs.get(f.name),
                 constraints=TableColumnConstraints(nullable=f.nullable),
             )
-            for f in canonical_arrow_schema(schemas)
+            for f in schema
         ]
     )
+
+
+def column_docs(schemas: SubjectSchemas) -> dict[str, str]:
+    """What each curated column means: canonical.avsc's docs, then the pipeline's columns'."""
+    docs = {f["name"]: f["doc"] for f in schemas.canonical.document["fields"] if f.get("doc")}
+    return {**docs, **METADATA_DOCS}
 
 
 def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> dict[str, Any]:
@@ -161,7 +168,7 @@ def curate_assets(
         url = store.url.rstrip("/")
         schemas = curation.subject(subject)
         versions = [v.version for v in schemas.versions]
-        column_schema = _table_schema(schemas)
+        column_schema = _table_schema(canonical_arrow_schema(schemas), column_docs(schemas))
         checks: dict[str, list[CheckOutcome]] = {}
         # Each hour is read, written, recorded and checked on its own, also in a backfill run
         # of many hours; only the small check outcomes are kept until the end of the run.
