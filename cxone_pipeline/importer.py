@@ -273,16 +273,31 @@ class _Stager:
         data = b"".join(lines)
         key = import_key(self._subject, hour, hashlib.sha256(data).hexdigest())
         if hour not in self._staged:
-            prefix = hour_prefix(STAGING, self._subject, hour)
-            self._staged[hour] = {info.key for info in self._store.list(prefix)}
-        if key in self._staged[hour]:
+            self._staged[hour] = staged_keys(self._store, self._subject, hour)
+        if stage_once(self._store, self._subject, hour, key, data, self._staged[hour]):
+            self._report.objects_written += 1
+        else:
             self._report.objects_skipped += 1
-            return
-        # The marker first: the sensor then notices the hour however old it is.
-        self._store.put(change_marker_key(self._subject, hour, datetime.now(timezone.utc)), b"")
-        self._store.put(key, gzip.compress(data, 6, mtime=0))
-        self._staged[hour].add(key)
-        self._report.objects_written += 1
+
+
+def staged_keys(store: Store, subject: str, hour: datetime) -> set[str]:
+    return {info.key for info in store.list(hour_prefix(STAGING, subject, hour))}
+
+
+def stage_once(
+    store: Store, subject: str, hour: datetime, key: str, data: bytes, staged: set[str]
+) -> bool:
+    """Write envelope lines `data` as the content-addressed staging object `key` of `hour`
+    unless `staged` (the hour's keys, updated here) already holds it; True when written.
+
+    A change marker is written first, so the sensor notices the hour however old it is.
+    """
+    if key in staged:
+        return False
+    store.put(change_marker_key(subject, hour, datetime.now(timezone.utc)), b"")
+    store.put(key, gzip.compress(data, 6, mtime=0))
+    staged.add(key)
+    return True
 
 
 def import_files(

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEMAS_DIR = PROJECT_ROOT / "schemas"
 Number = TypeVar("Number", int, float)
+# CXone serves `updatedSince` queries over the last 30 days only [practitioner-reported].
+UPDATED_SINCE_MAX_HOURS = 30 * 24
 
 
 class SettingsError(ValueError):
@@ -73,6 +75,35 @@ def _number(
         )
         raise SettingsError(f"{name}={value:g} must be {bound}")
     return value
+
+
+_API_VERSION_RE = re.compile(r"v?(\d{1,3})(?:\.(\d{1,3}))?")
+
+
+def api_version(text: str) -> str | None:
+    """A CXone API version as `NN.N` ("30", "v30.0" and "30.0" are all "30.0"); None if it is
+    not one."""
+    match = _API_VERSION_RE.fullmatch(text.strip())
+    if match is None:
+        return None
+    return f"{int(match[1])}.{int(match[2] or 0)}"
+
+
+def api_version_key(version: str) -> tuple[int, int]:
+    """A normalized `NN.N` version as numbers, so 9.0 < 21.0."""
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+def _api_version(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    version = api_version(raw)
+    if version is None:
+        raise SettingsError(
+            f"{name}={raw[:40]!r} is not an API version: use the NN.0 of "
+            "/incontactapi/services/vNN.0/, e.g. 30.0"
+        )
+    return version
 
 
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
@@ -202,6 +233,11 @@ class Settings:
     cxone_dataactions_path: str = "/api/v2/dataactions"
     cxone_scope: str = "dataactions:read dataactions:write dataactions:execute"
     cxone_deadline_seconds: float = 60.0
+    cxone_api_version: str = "30.0"
+    cxone_page_size: int = 10_000
+    cxone_sync_interval_seconds: int = 300
+    cxone_sync_lookback_hours: int = 24
+    cxone_sync_max_pages: int = 20
     sensor_interval_seconds: int = 30
     sensor_lookback_hours: int = 3
     close_grace_seconds: int = 120
@@ -271,6 +307,13 @@ class Settings:
             cxone_scope=env.get("CXONE_SCOPE")
             or "dataactions:read dataactions:write dataactions:execute",
             cxone_deadline_seconds=_number(env, "CXONE_DEADLINE_SECONDS", 60.0, 1.0),
+            cxone_api_version=_api_version(env, "CXONE_API_VERSION", "30.0"),
+            cxone_page_size=_number(env, "CXONE_PAGE_SIZE", 10_000, 1, 10_000),
+            cxone_sync_interval_seconds=_number(env, "CXONE_SYNC_INTERVAL_SECONDS", 300, 30),
+            cxone_sync_lookback_hours=_number(
+                env, "CXONE_SYNC_LOOKBACK_HOURS", 24, 1, UPDATED_SINCE_MAX_HOURS
+            ),
+            cxone_sync_max_pages=_number(env, "CXONE_SYNC_MAX_PAGES", 20, 1),
             sensor_interval_seconds=_number(env, "CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS", 30, 1),
             sensor_lookback_hours=_number(env, "CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS", 3),
             close_grace_seconds=_number(env, "CXONE_PIPELINE_CLOSE_GRACE_SECONDS", 120),

@@ -55,8 +55,8 @@ def test_definitions_cover_every_subject_of_the_registry() -> None:
     assert keys == {
         f"{zone}/{subject}"
         for zone in ("staging", "curated", "quarantine")
-        for subject in ("agent_state", "call_event")
-    }
+        for subject in ("agent_state", "agent_state_history", "call_event", "completed_contact")
+    } | {"marts/contact_kpis"}
     checks = {
         key.name for key in defs.resolve_asset_graph().asset_check_keys if key.asset_key == CURATED
     }

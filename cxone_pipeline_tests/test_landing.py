@@ -153,7 +153,10 @@ def test_missing_token_unknown_subject_and_routes(local_store: LocalStore) -> No
         wrong_method = httpx.get(url + "/ingest/call_event")
     assert (missing.status_code, missing.json()["error"]) == (401, "unauthorized")
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_subject")
-    assert "agent_state, call_event" in unknown.json()["detail"]
+    assert (
+        "agent_state, agent_state_history, call_event, completed_contact"
+        in unknown.json()["detail"]
+    )
     assert (traversal.status_code, traversal.json()["error"]) == (404, "unknown_subject")
     assert (not_found.status_code, not_found.json()["error"]) == (404, "not_found")
     assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")

@@ -24,8 +24,9 @@ def test_duckdb_query_from_the_operations_guide(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / ".lake")
     schemas = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
     hours = [closed_hour(3), closed_hour(2)]
+    for n, hour in enumerate(hours):  # distinct ids: adjacent hours share events otherwise
+        stage(store, "call_event", hour, call_events(hour, prefix=f"h{n}"))
     for hour in hours:
-        stage(store, "call_event", hour, call_events(hour))
         curate_hour(store, schemas, hour)
 
     connection = duckdb.connect()

@@ -108,3 +108,20 @@ def test_https_only_unless_development_flag() -> None:
     assert settings.cxone_auth_base_url == url
     assert Settings.from_env({}).local_file_mode == 0o600
     assert Settings.from_env({"CXONE_PIPELINE_LOCAL_FILE_MODE": "0640"}).local_file_mode == 0o640
+
+
+def test_cxone_pull_settings_are_normalized_and_bounded() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.cxone_api_version, defaults.cxone_page_size) == ("30.0", 10_000)
+    assert (defaults.cxone_sync_interval_seconds, defaults.cxone_sync_lookback_hours) == (300, 24)
+    for written in ("32", "v32.0", " 32.0 "):
+        assert Settings.from_env({"CXONE_API_VERSION": written}).cxone_api_version == "32.0"
+    for name, value, message in (
+        ("CXONE_API_VERSION", "latest", "is not an API version"),
+        ("CXONE_PAGE_SIZE", "20000", "between 1 and 10000"),
+        ("CXONE_SYNC_LOOKBACK_HOURS", "1000", "between 1 and 720"),
+        ("CXONE_SYNC_INTERVAL_SECONDS", "5", "at least 30"),
+    ):
+        with pytest.raises(SettingsError, match=message) as raised:
+            Settings.from_env({name: value})
+        assert name in str(raised.value)

@@ -25,7 +25,11 @@ from cxone_pipeline.settings import Settings, SettingsError
 
 class CXoneResource(dg.ConfigurableResource):
     """The CXone tenant of the `CXONE_*` variables, read when a run uses it. No fields on
-    purpose: a field could be overridden by run config from the UI."""
+    purpose: a field could be overridden by run config from the UI, pointing the client (and
+    its credentials) at another host."""
+
+    def config(self) -> CXoneConfig:
+        return CXoneConfig.from_settings(Settings.from_env())
 
     def register_webhook(self, subject: str) -> tuple[RegistrationResult, str]:
         """Register `<CXONE_PIPELINE_PUBLIC_URL>/ingest/<subject>`; the result and that URL."""
