@@ -15,6 +15,7 @@ from cxone_pipeline.lake.store import Store
 from cxone_pipeline.landing.app import create_app
 from cxone_pipeline.landing.command import uvicorn_options
 from cxone_pipeline.landing.connections import ConnectionLimits, guarded_protocol
+from cxone_pipeline.registry import discover_subjects
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, Secret, Settings
 from cxone_pipeline_tests.servers import uvicorn_thread
 
@@ -41,6 +42,11 @@ TEST_SETTINGS = Settings(
 def running_landing(store: Store, **overrides: Any) -> Iterator[str]:
     """The landing app under uvicorn in this process, with the options `serve` uses."""
     settings = dataclasses.replace(TEST_SETTINGS, **overrides)
+    if "webhook_secrets" not in overrides:
+        # A test's own registry: sign only for the subjects it has.
+        subjects = set(discover_subjects(settings.schemas_dir))
+        secrets = tuple((s, secret) for s, secret in settings.webhook_secrets if s in subjects)
+        settings = dataclasses.replace(settings, webhook_secrets=secrets)
     options = {
         **uvicorn_options(settings),
         "http": guarded_protocol(ConnectionLimits.from_settings(settings)),
