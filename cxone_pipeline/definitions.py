@@ -8,7 +8,7 @@ from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, staging
 from cxone_pipeline.defs.curated_io import curated_io_managers
 from cxone_pipeline.defs.cxone import CXoneResource, register_webhook_job
 from cxone_pipeline.defs.marts import build_marts_sensor, mart_assets
-from cxone_pipeline.defs.proposals import propose_schema
+from cxone_pipeline.defs.proposals import propose_schema_job
 from cxone_pipeline.defs.pulls import build_cxone_sync_sensor, pull_asset, pulled_subjects
 from cxone_pipeline.defs.resources import build_resources
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
@@ -53,7 +53,7 @@ def build_definitions(settings: Settings) -> Definitions:
             *([sync] if pulled else []),
         ],
         schedules=[build_reconcile_schedule(subjects, settings.reconcile_cron, first_hour)],
-        jobs=[register_webhook_job(subjects), propose_schema],
+        jobs=[register_webhook_job(subjects), propose_schema_job(subjects)],
         # Each run is one step (an hour range of one subject): a step subprocess would only
         # import the code location a second time.
         executor=in_process_executor,

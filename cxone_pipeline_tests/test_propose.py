@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterInvalidConfigError
 
 from cxone_pipeline.cli import main
 from cxone_pipeline.curate import curate_hour
-from cxone_pipeline.defs.proposals import propose_schema
+from cxone_pipeline.defs.proposals import propose_schema_job
 from cxone_pipeline.lake.layout import (
     curated_key,
     parse_proposal_key,
@@ -301,6 +301,31 @@ def test_a_shape_that_cannot_pass_check_is_not_written_until_its_rename_is_accep
         write_proposal(lake.schemas_dir, accepted)
 
 
+PROPOSE_SCHEMA = propose_schema_job(["agent_state", SUBJECT])
+
+
+def test_the_job_config_reads_no_environment_and_echoes_no_value(
+    lake: Lake, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an attack review did through the open UI: config that reads a variable."""
+    monkeypatch.setenv("PLANTED_SECRET", "canary-7f3a")
+    attacks = [
+        {"subject": {"env": "PLANTED_SECRET"}},
+        {"subject": SUBJECT, "partitions": [{"env": "PLANTED_SECRET"}]},
+        {"subject": SUBJECT, "accept_renames": [{"env": "PLANTED_SECRET"}]},
+        {"subject": "not_a_subject"},
+    ]
+    for config in attacks:
+        with pytest.raises(DagsterInvalidConfigError) as refused:
+            PROPOSE_SCHEMA.execute_in_process(
+                run_config={"ops": {"propose_schema_op": {"config": config}}},
+                resources=lake.resources(),
+                instance=instance,
+            )
+        assert "canary-7f3a" not in str(refused.value)
+    assert instance.get_runs() == []
+
+
 def test_the_job_leaves_a_proposal_in_the_lake_and_the_check_points_at_it(
     lake: Lake, instance: DagsterInstance, tmp_path: Path
 ) -> None:
@@ -308,7 +333,7 @@ def test_the_job_leaves_a_proposal_in_the_lake_and_the_check_points_at_it(
     hour = closed_hour(3)
     drifted_hour(lake, hour)
     curate(lake, instance, hour)
-    result = propose_schema.execute_in_process(
+    result = PROPOSE_SCHEMA.execute_in_process(
         run_config={
             "ops": {
                 "propose_schema_op": {
