@@ -10,7 +10,7 @@ from cxone_pipeline.defs.cxone import CXoneResource, register_webhook_job
 from cxone_pipeline.defs.marts import build_marts_sensor, mart_assets
 from cxone_pipeline.defs.proposals import propose_schema_job
 from cxone_pipeline.defs.pulls import build_cxone_sync_sensor, pull_asset, pulled_subjects
-from cxone_pipeline.defs.resources import build_resources
+from cxone_pipeline.defs.resources import build_resources, locked
 from cxone_pipeline.defs.schedules import build_reconcile_schedule
 from cxone_pipeline.defs.sensors import build_staging_sensor
 from cxone_pipeline.lake.layout import partition_hour
@@ -57,11 +57,13 @@ def build_definitions(settings: Settings) -> Definitions:
         # Each run is one step (an hour range of one subject): a step subprocess would only
         # import the code location a second time.
         executor=in_process_executor,
-        resources={
-            **resources,
-            **curated_io_managers(resources["lake"], resources["curation"]),
-            "cxone": CXoneResource(),
-        },
+        resources=locked(
+            {
+                **resources,
+                **curated_io_managers(resources["lake"], resources["curation"]),
+                "cxone": CXoneResource(),
+            }
+        ),
     )
 
 

@@ -177,6 +177,16 @@ def test_ui_launch_cannot_read_environment_or_redirect_cxone(
         "resource-override": {
             "resources": {"cxone": {"config": {"auth_base_url": "https://evil.example"}}}
         },
+        # The lake and curation resources are fixed too: no other lake, no environment read.
+        "lake-override": {
+            "resources": {"lake": {"config": {"lake_url": {"env": "AWS_SECRET_ACCESS_KEY"}}}}
+        },
+        "curation-override": {
+            "resources": {"curation": {"config": {"schemas_dir": "/tmp/elsewhere"}}}
+        },
+        "io-manager-override": {
+            "resources": {"curated_io_manager": {"config": {"max_read_bytes": 1}}}
+        },
     }
     for name, run_config in attacks.items():
         answer = launch(graphql, run_config)
