@@ -1,6 +1,6 @@
 """Per-subject assets: external `staging/<S>`; `curated/<S>` and `quarantine/<S>` built per hour."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +23,9 @@ from dagster import (
 
 from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
 from cxone_pipeline.defs.checks import check_evaluations, check_outcomes, check_specs
+from cxone_pipeline.defs.curated_io import CURATED_IO_MANAGER
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
+from cxone_pipeline.display import top_counts
 from cxone_pipeline.lake.layout import (
     CURATED,
     PARTITION_KEY_FORMAT,
@@ -32,7 +34,9 @@ from cxone_pipeline.lake.layout import (
     partition_hour,
     zone_prefix,
 )
+from cxone_pipeline.registry import SubjectSchemas
 from cxone_pipeline.resolve import REJECT_CODES, canonical_arrow_schema
+from cxone_pipeline.resolve.arrow_schema import METADATA_DOCS
 
 MANIFEST_DIGEST = "staging_manifest_digest"
 REGISTRY_FINGERPRINT = "registry_fingerprint"
@@ -62,17 +66,26 @@ def staging_spec(subject: str) -> AssetSpec:
     )
 
 
-def _table_schema(schema: pa.Schema) -> TableSchema:
+def _table_schema(schema: pa.Schema, docs: Mapping[str, str] | None = None) -> TableSchema:
+    """Columns with their types and, where `docs` has one, their description."""
+    docs = docs or {}
     return TableSchema(
         columns=[
             TableColumn(
                 name=f.name,
                 type=str(f.type),
+                description=docs.get(f.name),
                 constraints=TableColumnConstraints(nullable=f.nullable),
             )
             for f in schema
         ]
     )
+
+
+def column_docs(schemas: SubjectSchemas) -> dict[str, str]:
+    """What each curated column means: canonical.avsc's docs, then the pipeline's columns'."""
+    docs = {f["name"]: f["doc"] for f in schemas.canonical.document["fields"] if f.get("doc")}
+    return {**docs, **METADATA_DOCS}
 
 
 def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> dict[str, Any]:
@@ -86,11 +99,15 @@ def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> di
         **per_code,
         QUARANTINED: outcome.rejected,
         "duplicates_dropped": result.duplicates_dropped,
+        "duplicates_across_hours": result.duplicates_across_hours,
+        "superseded_invalid_copies": result.superseded,
+        "event_time_fallbacks": outcome.event_time_fallbacks,
         "unmapped_field_count": sum(result.unmapped_fields.values()),
-        "unmapped_fields": MetadataValue.json(dict(sorted(result.unmapped_fields.items()))),
-        "unknown_versions": MetadataValue.json(dict(result.unknown_versions)),
+        # Names chosen by senders: the largest counts only, names bounded (display.py).
+        "unmapped_fields": MetadataValue.json(top_counts(result.unmapped_fields)),
+        "unknown_versions": MetadataValue.json(top_counts(result.unknown_versions)),
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
-        MANIFEST_DIGEST: outcome.manifest.digest,
+        MANIFEST_DIGEST: outcome.window_digest,
         "staging_object_count": outcome.manifest.count,
         "staging_bytes": sum(o.size for o in outcome.manifest.objects),
         "files": MetadataValue.json([f"{url}/{key}" for key in outcome.curated_keys]),
@@ -128,7 +145,7 @@ def curate_assets(
                 ),
                 group_name=subject,
                 kinds={"parquet"},
-            ),
+            ).with_io_manager_key(CURATED_IO_MANAGER),
             AssetSpec(
                 quarantine,
                 deps=[staging],
@@ -153,7 +170,7 @@ def curate_assets(
         url = store.url.rstrip("/")
         schemas = curation.subject(subject)
         versions = [v.version for v in schemas.versions]
-        column_schema = _table_schema(canonical_arrow_schema(schemas))
+        column_schema = _table_schema(canonical_arrow_schema(schemas), column_docs(schemas))
         checks: dict[str, list[CheckOutcome]] = {}
         # Each hour is read, written, recorded and checked on its own, also in a backfill run
         # of many hours; only the small check outcomes are kept until the end of the run.
@@ -172,10 +189,14 @@ def curate_assets(
             )
             context.log.info(
                 f"{subject} {key}: {outcome.rows} rows, {outcome.rejected} quarantined, "
-                f"{outcome.result.duplicates_dropped} duplicates from "
+                f"{outcome.result.duplicates_dropped} duplicates, "
+                f"{outcome.result.duplicates_across_hours} copies kept in another hour, "
+                f"{outcome.result.superseded} superseded from "
                 f"{outcome.manifest.count} staging objects"
             )
-            checks[key] = check_outcomes(outcome, store, curation.quarantine_rate_max)
+            checks[key] = check_outcomes(
+                outcome, store, curation.quarantine_rate_max, schemas.rules.horizon_hours
+            )
         yield MaterializeResult(asset_key=curated)
         yield MaterializeResult(asset_key=quarantine)
         yield from check_evaluations(context, curated, checks)

@@ -2,6 +2,7 @@
 
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 from dagster import (
     AssetCheckEvaluation,
@@ -24,12 +25,14 @@ from cxone_pipeline.curate import (
     check_unique_event_ids,
 )
 from cxone_pipeline.lake.store import Store
+from cxone_pipeline.registry.propose import pending_proposal
 
 CHECK_DESCRIPTIONS = {
     "schema_drift": (
         "WARN when payloads carry fields no schema declares (kept in _unmapped_fields); ERROR "
         "when events name an unknown schema version or match no writer schema. Fix: add "
-        f"schemas/<subject>/vN.avsc, then let nightly_reconcile re-run the hours; {OPERATIONS_DOC}"
+        "schemas/<subject>/vN.avsc (`cxone-pipeline schemas propose` or the propose_schema job "
+        f"drafts it), then let nightly_reconcile re-run the hours; {OPERATIONS_DOC}"
     ),
     "quarantine_rate": (
         "ERROR when the share of quarantined events in the hour exceeds "
@@ -37,13 +40,18 @@ CHECK_DESCRIPTIONS = {
         f"{OPERATIONS_DOC}"
     ),
     "unique_event_ids": (
-        "ERROR when an _event_id occurs twice in the hour's curated Parquet, read back from the "
-        f"lake. Re-materialize the partition; {OPERATIONS_DOC}"
+        "ERROR when an _event_id occurs twice in the hour's curated Parquet, or is also curated "
+        "in a neighbour hour within the subject's dedupe horizon, read back from the lake. "
+        f"Re-materialize the partition and its neighbours; {OPERATIONS_DOC}"
     ),
 }
 
 
-def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
+def check_specs(
+    asset_key: AssetKey,
+    partitions_def: PartitionsDefinition,
+    descriptions: Mapping[str, str] = CHECK_DESCRIPTIONS,
+) -> list[AssetCheckSpec]:
     # Partitioned checks are a preview in Dagster 1.13, and what lets the UI show a result per
     # hour; the preview notice is silenced here rather than printed at every definitions load.
     with warnings.catch_warnings():
@@ -52,18 +60,27 @@ def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> li
             AssetCheckSpec(
                 name, asset=asset_key, description=description, partitions_def=partitions_def
             )
-            for name, description in CHECK_DESCRIPTIONS.items()
+            for name, description in descriptions.items()
         ]
 
 
 def check_outcomes(
-    outcome: HourOutcome, store: Store, quarantine_rate_max: float
+    outcome: HourOutcome, store: Store, quarantine_rate_max: float, horizon_hours: int
 ) -> list[CheckOutcome]:
     return [
-        check_schema_drift(outcome),
+        with_pending_proposal(check_schema_drift(outcome), outcome, store),
         check_quarantine_rate(outcome, quarantine_rate_max),
-        check_unique_event_ids(store, outcome.subject, outcome.hour),
+        check_unique_event_ids(store, outcome.subject, outcome.hour, horizon_hours),
     ]
+
+
+def with_pending_proposal(drift: CheckOutcome, outcome: HourOutcome, store: Store) -> CheckOutcome:
+    """Drift flagged: say whether a proposal against the current registry waits in the lake."""
+    if drift.passed:
+        return drift
+    pending = pending_proposal(store, outcome.subject, outcome.registry_fingerprint)
+    found = f"{store.url.rstrip('/')}/{pending}" if pending else "none"
+    return replace(drift, metadata={**drift.metadata, "pending_proposal": found})
 
 
 def check_evaluations(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import avro.errors
@@ -22,9 +23,11 @@ from avro.compatibility import (
     SchemaCompatibilityType,
 )
 
+from cxone_pipeline.registry import load_registry
 from cxone_pipeline.registry.extensions import effective_document
 from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectSchemas
 from cxone_pipeline.registry.validation import type_name
+from cxone_pipeline.resolve.arrow_schema import canonical_arrow_schema
 from cxone_pipeline.resolve.records import resolution
 
 OK = "ok"
@@ -42,6 +45,31 @@ class VersionCheck:
     @property
     def status(self) -> str:
         return FAILED if self.problems else OK
+
+
+@dataclass(frozen=True)
+class RegistryCheck:
+    """What `cxone-pipeline schemas check` proves about one registry folder."""
+
+    schemas_dir: Path
+    registry: dict[str, SubjectSchemas]
+    checks: list[VersionCheck]
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{c.subject} {c.version}: {p}" for c in self.checks for p in c.problems]
+
+
+def check_registry(schemas_dir: Path) -> RegistryCheck:
+    """Load every subject, map every canonical type to Parquet, and check every version;
+    SchemaError names the file at fault when a schema cannot even be loaded."""
+    registry = load_registry(schemas_dir)
+    if not registry:
+        raise SchemaError(f"no subject (a folder with canonical.avsc) in {schemas_dir}")
+    for subject in registry.values():
+        canonical_arrow_schema(subject)  # every canonical type must have a Parquet type
+    checks = [check for subject in registry.values() for check in check_subject(subject)]
+    return RegistryCheck(schemas_dir, registry, checks)
 
 
 def check_subject(subject: SubjectSchemas) -> list[VersionCheck]:
