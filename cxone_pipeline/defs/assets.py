@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -15,14 +14,18 @@ from dagster import (
     HourlyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableColumnConstraints,
-    TableSchema,
     multi_asset,
 )
 
 from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
-from cxone_pipeline.defs.checks import check_evaluations, check_outcomes, check_specs
+from cxone_pipeline.defs.catalog import (
+    DUPLICATES_DROPPED,
+    QUARANTINED,
+    column_schema,
+    staging_observation,
+    zone_attributes,
+)
+from cxone_pipeline.defs.checks import check_events, check_outcomes, check_specs
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import (
     CURATED,
@@ -30,13 +33,11 @@ from cxone_pipeline.lake.layout import (
     QUARANTINE,
     STAGING,
     partition_hour,
-    zone_prefix,
 )
-from cxone_pipeline.resolve import REJECT_CODES, canonical_arrow_schema
+from cxone_pipeline.report import sample_records, top_reasons
 
 MANIFEST_DIGEST = "staging_manifest_digest"
 REGISTRY_FINGERPRINT = "registry_fingerprint"
-QUARANTINED = "quarantined"
 
 
 def asset_key(zone: str, subject: str) -> AssetKey:
@@ -51,59 +52,40 @@ def hourly_partitions(start: str) -> HourlyPartitionsDefinition:
 
 
 def staging_spec(subject: str) -> AssetSpec:
-    return AssetSpec(
-        asset_key(STAGING, subject),
-        description=(
-            f"Raw {subject} events as the landing staged them: gzip NDJSON envelopes under "
-            f"{zone_prefix(STAGING, subject)}. Written by the landing, never by Dagster."
-        ),
-        group_name=subject,
-        kinds={"s3"},
-    )
+    return AssetSpec(asset_key(STAGING, subject), **zone_attributes(STAGING, subject))
 
 
-def _table_schema(schema: pa.Schema) -> TableSchema:
-    return TableSchema(
-        columns=[
-            TableColumn(
-                name=f.name,
-                type=str(f.type),
-                constraints=TableColumnConstraints(nullable=f.nullable),
-            )
-            for f in schema
-        ]
-    )
+def _counts(counts: dict[str, int]) -> MetadataValue:
+    return MetadataValue.json(dict(sorted(counts.items())))
 
 
-def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> dict[str, Any]:
+def _curated_metadata(outcome: HourOutcome, url: str) -> dict[str, Any]:
     result = outcome.result
-    # Every known version and code gets a number, zero included, so the UI can plot them all.
-    per_version = {f"rows/{v}": result.rows_per_version.get(v, 0) for v in versions}
-    per_code = {f"rejects/{code}": result.rejects_per_code.get(code, 0) for code in REJECT_CODES}
+    # Numbers are plotted across hours: only the ones worth a plot are numbers, per-version and
+    # per-code counts are one JSON entry each.
     return {
         "dagster/row_count": outcome.rows,
-        **per_version,
-        **per_code,
+        "rows_per_version": _counts(result.rows_per_version),
+        "rejects_per_code": _counts(result.rejects_per_code),
         QUARANTINED: outcome.rejected,
-        "duplicates_dropped": result.duplicates_dropped,
+        DUPLICATES_DROPPED: result.duplicates_dropped,
         "unmapped_field_count": sum(result.unmapped_fields.values()),
         "unmapped_fields": MetadataValue.json(dict(sorted(result.unmapped_fields.items()))),
         "unknown_versions": MetadataValue.json(dict(result.unknown_versions)),
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
         MANIFEST_DIGEST: outcome.manifest.digest,
         "staging_object_count": outcome.manifest.count,
-        "staging_bytes": sum(o.size for o in outcome.manifest.objects),
         "files": MetadataValue.json([f"{url}/{key}" for key in outcome.curated_keys]),
     }
 
 
 def _quarantine_metadata(outcome: HourOutcome, url: str) -> dict[str, Any]:
-    per_code = {
-        f"rejects/{code}": outcome.result.rejects_per_code.get(code, 0) for code in REJECT_CODES
-    }
+    rejects = outcome.result.rejects
     return {
         "dagster/row_count": outcome.rejected,
-        **per_code,
+        "rejects_per_code": _counts(outcome.result.rejects_per_code),
+        "top_reasons": MetadataValue.json(top_reasons(rejects)),
+        "sample_records": MetadataValue.json(sample_records(rejects)),
         "file": f"{url}/{outcome.quarantine_key}" if outcome.quarantine_key else "none",
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
     }
@@ -119,27 +101,8 @@ def curate_assets(
     @multi_asset(
         name=f"curate_{subject}",
         specs=[
-            AssetSpec(
-                curated,
-                deps=[staging],
-                description=(
-                    f"{subject} events in the canonical shape of schemas/{subject}/canonical.avsc"
-                    f", one Parquet file per UTC hour under {zone_prefix(CURATED, subject)}."
-                ),
-                group_name=subject,
-                kinds={"parquet"},
-            ),
-            AssetSpec(
-                quarantine,
-                deps=[staging],
-                description=(
-                    f"{subject} events no schema could resolve, with the reason, under "
-                    f"{zone_prefix(QUARANTINE, subject)}; re-materializing after a schema fix "
-                    "recovers them."
-                ),
-                group_name=subject,
-                kinds={"json"},
-            ),
+            AssetSpec(curated, deps=[staging], **zone_attributes(CURATED, subject)),
+            AssetSpec(quarantine, deps=[staging], **zone_attributes(QUARANTINE, subject)),
         ],
         check_specs=check_specs(curated, partitions),
         partitions_def=partitions,
@@ -152,8 +115,7 @@ def curate_assets(
         store = lake.store()
         url = store.url.rstrip("/")
         schemas = curation.subject(subject)
-        versions = [v.version for v in schemas.versions]
-        column_schema = _table_schema(canonical_arrow_schema(schemas))
+        columns = column_schema(schemas)
         checks: dict[str, list[CheckOutcome]] = {}
         # Each hour is read, written, recorded and checked on its own, also in a backfill run
         # of many hours; only the small check outcomes are kept until the end of the run.
@@ -161,8 +123,8 @@ def curate_assets(
             outcome = curate_hour(store, schemas, partition_hour(key))
             context.add_asset_metadata(
                 {
-                    **_curated_metadata(outcome, versions, url),
-                    "dagster/column_schema": column_schema,
+                    **_curated_metadata(outcome, url),
+                    "dagster/column_schema": columns,
                 },
                 asset_key=curated,
                 partition_key=key,
@@ -175,10 +137,11 @@ def curate_assets(
                 f"{outcome.result.duplicates_dropped} duplicates from "
                 f"{outcome.manifest.count} staging objects"
             )
+            yield staging_observation(subject, key, outcome.manifest)
             checks[key] = check_outcomes(outcome, store, curation.quarantine_rate_max)
         yield MaterializeResult(asset_key=curated)
         yield MaterializeResult(asset_key=quarantine)
-        yield from check_evaluations(context, curated, checks)
+        yield from check_events(context, curated, checks, curation)
 
     return curate
 

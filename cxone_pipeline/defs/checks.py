@@ -2,6 +2,8 @@
 
 import warnings
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
@@ -10,9 +12,17 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    Failure,
     Output,
     PartitionsDefinition,
     PreviewWarning,
+)
+
+# Not exported by `dagster`, but the only way to say which materialization an evaluation checks.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
 from cxone_pipeline.curate import (
@@ -23,24 +33,46 @@ from cxone_pipeline.curate import (
     check_schema_drift,
     check_unique_event_ids,
 )
+from cxone_pipeline.defs.catalog import DUPLICATES_DROPPED, QUARANTINED
+from cxone_pipeline.defs.resources import CurationSettings
+from cxone_pipeline.lake.layout import partition_key
 from cxone_pipeline.lake.store import Store
+from cxone_pipeline.report import (
+    RECENT_HOURS,
+    RECENT_QUARANTINE_RATE,
+    HourTally,
+    check_recent_quarantine,
+    quarantine_verdict,
+    recent_window,
+)
 
-CHECK_DESCRIPTIONS = {
-    "schema_drift": (
-        "WARN when payloads carry fields no schema declares (kept in _unmapped_fields); ERROR "
-        "when events name an unknown schema version or match no writer schema. Fix: add "
-        f"schemas/<subject>/vN.avsc, then let nightly_reconcile re-run the hours; {OPERATIONS_DOC}"
-    ),
-    "quarantine_rate": (
-        "ERROR when the share of quarantined events in the hour exceeds "
-        f"CXONE_PIPELINE_QUARANTINE_RATE_MAX (default 1%). Read quarantine/<subject>; "
-        f"{OPERATIONS_DOC}"
-    ),
-    "unique_event_ids": (
-        "ERROR when an _event_id occurs twice in the hour's curated Parquet, read back from the "
-        f"lake. Re-materialize the partition; {OPERATIONS_DOC}"
-    ),
-}
+
+def check_descriptions(subject: str) -> dict[str, str]:
+    """Each check's description, in Markdown as the UI renders it: names are in code spans."""
+    return {
+        "schema_drift": (
+            "WARN when payloads carry fields no schema declares (kept in `_unmapped_fields`); "
+            "ERROR when events name an unknown schema version or match no writer schema. Fix: "
+            f"add `schemas/{subject}/vN.avsc`, then let `nightly_reconcile` re-run the hours; "
+            f"`{OPERATIONS_DOC}`"
+        ),
+        "quarantine_rate": (
+            "ERROR when the share of quarantined events in the hour exceeds "
+            "`CXONE_PIPELINE_QUARANTINE_RATE_MAX` (default 1%); the run is then tagged or failed "
+            f"as `CXONE_PIPELINE_QUARANTINE_RATE_ACTION` says. Read `quarantine/{subject}`; "
+            f"`{OPERATIONS_DOC}`"
+        ),
+        "unique_event_ids": (
+            "ERROR when an `_event_id` occurs twice in the hour's curated Parquet, read back from "
+            f"the lake. Re-materialize the partition; `{OPERATIONS_DOC}`"
+        ),
+        RECENT_QUARANTINE_RATE: (
+            f"ERROR while any of the last {RECENT_HOURS} hours, as last materialized, quarantined "
+            "more than `CXONE_PIPELINE_QUARANTINE_RATE_MAX`; names those hours. Evaluated by "
+            "every curating run, so the asset overview shows a failing hour even when the latest "
+            f"hour is fine. `{OPERATIONS_DOC}`"
+        ),
+    }
 
 
 def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
@@ -50,9 +82,13 @@ def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> li
         warnings.simplefilter("ignore", PreviewWarning)
         return [
             AssetCheckSpec(
-                name, asset=asset_key, description=description, partitions_def=partitions_def
+                name,
+                asset=asset_key,
+                description=description,
+                # The rolling check looks across hours: one result for the asset, not per hour.
+                partitions_def=None if name == RECENT_QUARANTINE_RATE else partitions_def,
             )
-            for name, description in CHECK_DESCRIPTIONS.items()
+            for name, description in check_descriptions(asset_key.path[-1]).items()
         ]
 
 
@@ -66,33 +102,104 @@ def check_outcomes(
     ]
 
 
-def check_evaluations(
+def target_materialization(
+    instance: DagsterInstance, asset_key: AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The partition's latest materialization, which an evaluation must name: Dagster counts a
+    partition's check result only while it targets the partition's latest materialization, and
+    shows every other partition as missing (the Partitions tab read "Passed 0, Failed 0")."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id,
+        run_id=records[0].run_id,
+        timestamp=records[0].timestamp,
+    )
+
+
+def _evaluation(
+    asset_key: AssetKey,
+    result: CheckOutcome,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+    partition: str | None,
+) -> AssetCheckEvaluation:
+    return AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=result.name,
+        passed=result.passed,
+        metadata=result.metadata,
+        target_materialization_data=target,
+        severity=AssetCheckSeverity(result.severity),
+        description=result.description,
+        partition=partition,
+    )
+
+
+def hour_tally(partition: str, metadata: Mapping[str, Any]) -> HourTally:
+    def number(key: str) -> int:
+        entry = metadata.get(key)
+        return int(entry.value) if entry is not None else 0
+
+    quarantined = number(QUARANTINED)
+    read = number("dagster/row_count") + quarantined + number(DUPLICATES_DROPPED)
+    return HourTally(partition, quarantined, read)
+
+
+def recent_hours(instance: DagsterInstance, asset_key: AssetKey, now: datetime) -> list[HourTally]:
+    """What the latest materialization of each of the last RECENT_HOURS hours recorded."""
+    tallies = []
+    for hour in recent_window(now):
+        partition = partition_key(hour)
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+        ).records
+        if records and records[0].asset_materialization is not None:
+            tallies.append(hour_tally(partition, records[0].asset_materialization.metadata))
+    return tallies
+
+
+def check_events(
     context: AssetExecutionContext,
     asset_key: AssetKey,
     results_by_partition: Mapping[str, list[CheckOutcome]],
+    curation: CurationSettings,
 ) -> Iterator[AssetCheckEvaluation | Output]:
-    """One evaluation per check and hour, then the checks' step outputs.
+    """One evaluation per check and hour, the rolling check over recent hours, the checks' step
+    outputs; then the run is tagged or failed for hours whose quarantine rate failed.
 
     `AssetCheckResult` can only target the run's single partition; a backfill run covers many
-    hours, so evaluations are emitted with their partition and the outputs closed explicitly.
+    hours, so evaluations are emitted with their partition and the hour's materialization (yielded
+    before, so already stored), and the outputs closed explicitly. The run is failed last, once
+    every hour is written and checked: a failed run has lost nothing.
     """
     selected = {key.name for key in context.selected_asset_check_keys}
+    target = None
     for partition, results in results_by_partition.items():
+        target = target_materialization(context.instance, asset_key, partition)
         for result in results:
-            if result.name not in selected:
-                continue
-            yield AssetCheckEvaluation(
-                asset_key=asset_key,
-                check_name=result.name,
-                passed=result.passed,
-                metadata=result.metadata,
-                target_materialization_data=None,
-                severity=AssetCheckSeverity(result.severity),
-                description=result.description,
-                partition=partition,
-            )
+            if result.name in selected:
+                yield _evaluation(asset_key, result, target, partition)
+    if RECENT_QUARANTINE_RATE in selected:
+        tallies = recent_hours(context.instance, asset_key, datetime.now(timezone.utc))
+        yield _evaluation(
+            asset_key,
+            check_recent_quarantine(asset_key.path[-1], tallies, curation.quarantine_rate_max),
+            target,
+            None,
+        )
     for name in sorted(selected):
         output_name = context.assets_def.get_output_name_for_asset_check_key(
             AssetCheckKey(asset_key, name)
         )
         yield Output(None, output_name=output_name)
+
+    verdict = quarantine_verdict(
+        asset_key.path[-1], results_by_partition, curation.quarantine_rate_action
+    )
+    if verdict.tags:
+        context.instance.add_run_tags(context.run.run_id, verdict.tags)
+    if verdict.failure:
+        raise Failure(description=verdict.failure)

@@ -39,6 +39,7 @@ class CurationSettings(ConfigurableResource):
     open_hour_refresh_seconds: int = 900
     reconcile_days: int = 2
     quarantine_rate_max: float = 0.01
+    quarantine_rate_action: str = "tag"
 
     def subject(self, name: str) -> SubjectSchemas:
         return load_subject(Path(self.schemas_dir), name)
@@ -78,5 +79,8 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             reconcile_days=_env("CXONE_PIPELINE_RECONCILE_DAYS", settings.reconcile_days),
             # EnvVar resolves to str or int only: a fraction is passed as the parsed value.
             quarantine_rate_max=settings.quarantine_rate_max,
+            quarantine_rate_action=_env(
+                "CXONE_PIPELINE_QUARANTINE_RATE_ACTION", settings.quarantine_rate_action
+            ),
         ),
     }

@@ -1,0 +1,106 @@
+"""How each zone's assets present themselves in the Dagster UI, so the UI reads itself.
+
+Asset keys stay `<zone>/<subject>` (DESIGN.md); the zone also shows as the asset's group
+(`<subject>/<zone>`, drawn as a labelled box in the lineage), the first words of its
+description, and a `zone` tag the catalog can filter on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import (
+    AssetObservation,
+    MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
+)
+
+from cxone_pipeline.curate import Manifest
+from cxone_pipeline.lake.layout import CURATED, QUARANTINE, STAGING, zone_prefix
+from cxone_pipeline.registry import SubjectSchemas
+from cxone_pipeline.resolve import canonical_arrow_schema
+from cxone_pipeline.resolve.arrow_schema import (
+    EVENT_ID,
+    RECEIVED_AT,
+    SCHEMA_VERSION,
+    UNMAPPED_FIELDS,
+)
+
+ZONE_TAG = "zone"
+# Metadata keys of curated/<S> materializations that other code reads back.
+QUARANTINED = "quarantined"
+DUPLICATES_DROPPED = "duplicates_dropped"
+_KINDS = {STAGING: {"json"}, CURATED: {"parquet"}, QUARANTINE: {"json"}}
+METADATA_COLUMN_DOCS = {
+    EVENT_ID: "The event's id (subject.json's event_id fields, else eventId/event_id, the "
+    "Idempotency-Key header or sha256 of the payload): one row per id.",
+    SCHEMA_VERSION: "The writer schema version the event was resolved from (schemas/<subject>/).",
+    RECEIVED_AT: "When the landing (or the import) received the event, UTC.",
+    UNMAPPED_FIELDS: "JSON object of the payload fields no writer schema declares, or null.",
+}
+
+
+def zone_group(subject: str, zone: str) -> str:
+    return f"{subject}/{zone}"
+
+
+def _description(zone: str, subject: str) -> str:
+    prefix = f"`{zone_prefix(zone, subject)}`"
+    if zone == STAGING:
+        return (
+            f"Staging zone of {subject}: raw events as the landing or an import staged them, "
+            f"gzip NDJSON envelopes per UTC hour under {prefix}. Written outside Dagster, never "
+            "modified; each curating run records the hour's objects and bytes as an observation."
+        )
+    if zone == CURATED:
+        return (
+            f"Curated zone of {subject}: one row per event in the shape of "
+            f"`schemas/{subject}/canonical.avsc`, one Parquet file per UTC hour under {prefix}."
+        )
+    return (
+        f"Quarantine zone of {subject}: events no schema version could resolve, with the "
+        f"reason, per UTC hour under {prefix}. Adding the missing schema version and "
+        "re-materializing the hour recovers them."
+    )
+
+
+def zone_attributes(zone: str, subject: str) -> dict[str, Any]:
+    """AssetSpec keyword arguments that name the zone: group, description, tags and kinds."""
+    return {
+        "group_name": zone_group(subject, zone),
+        "description": _description(zone, subject),
+        "tags": {ZONE_TAG: zone},
+        "kinds": _KINDS[zone],
+    }
+
+
+def column_schema(schemas: SubjectSchemas) -> TableSchema:
+    """The curated table's columns with their types and the `doc` of canonical.avsc."""
+    docs = {f["name"]: f.get("doc") for f in schemas.canonical.document["fields"]}
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=column.name,
+                type=str(column.type),
+                description=docs.get(column.name) or METADATA_COLUMN_DOCS.get(column.name),
+                constraints=TableColumnConstraints(nullable=column.nullable),
+            )
+            for column in canonical_arrow_schema(schemas)
+        ]
+    )
+
+
+def staging_observation(subject: str, partition: str, manifest: Manifest) -> AssetObservation:
+    """What a curating run read of one staging hour: its objects and bytes."""
+    return AssetObservation(
+        asset_key=[STAGING, subject],
+        partition=partition,
+        metadata={
+            "hour": partition,
+            "objects": manifest.count,
+            "bytes": MetadataValue.int(sum(o.size for o in manifest.objects)),
+            "manifest_digest": manifest.digest,
+        },
+    )
