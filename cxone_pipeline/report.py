@@ -160,12 +160,14 @@ def check_recent_quarantine(
 ) -> CheckOutcome:
     """ERROR while any recent hour quarantined more than `max_rate`, naming those hours."""
     failing = [t for t in tallies if t.rate > max_rate]
+    # One number worth a plot across runs; the rest is text.
     metadata: dict[str, Any] = {
-        "hours_checked": len(tallies),
+        "failing_hour_count": len(failing),
         "failing_hours": {
-            t.partition: f"{t.rate:.2%} ({t.quarantined}/{t.events_read})" for t in failing
+            t.partition: f"{t.rate:.2%} ({t.quarantined} of {t.events_read})" for t in failing
         },
-        "max_rate": max_rate,
+        "hours_checked": f"{len(tallies)} materialized of the last {RECENT_HOURS}",
+        "limit": f"{max_rate:.2%}",
     }
     if not failing:
         return CheckOutcome(

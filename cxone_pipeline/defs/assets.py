@@ -25,7 +25,13 @@ from cxone_pipeline.defs.catalog import (
     staging_observation,
     zone_attributes,
 )
-from cxone_pipeline.defs.checks import check_events, check_outcomes, check_specs
+from cxone_pipeline.defs.checks import (
+    check_events,
+    check_outcomes,
+    check_specs,
+    recent_quarantine,
+    recent_summary,
+)
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import (
     CURATED,
@@ -139,9 +145,13 @@ def curate_assets(
             )
             yield staging_observation(subject, key, outcome.manifest)
             checks[key] = check_outcomes(outcome, store, curation.quarantine_rate_max)
+        recent = recent_quarantine(context.instance, curated, checks, curation.quarantine_rate_max)
+        context.add_asset_metadata(
+            recent_summary(recent), asset_key=curated, partition_key=context.partition_keys[-1]
+        )
         yield MaterializeResult(asset_key=curated)
         yield MaterializeResult(asset_key=quarantine)
-        yield from check_events(context, curated, checks, curation)
+        yield from check_events(context, curated, checks, recent, curation)
 
     return curate
 

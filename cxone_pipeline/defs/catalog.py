@@ -32,6 +32,7 @@ ZONE_TAG = "zone"
 # Metadata keys of curated/<S> materializations that other code reads back.
 QUARANTINED = "quarantined"
 DUPLICATES_DROPPED = "duplicates_dropped"
+RECENT_FAILING_HOURS = "recent_failing_hours"
 _KINDS = {STAGING: {"json"}, CURATED: {"parquet"}, QUARANTINE: {"json"}}
 METADATA_COLUMN_DOCS = {
     EVENT_ID: "The event's id (subject.json's event_id fields, else eventId/event_id, the "

@@ -3,7 +3,6 @@
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
@@ -15,6 +14,7 @@ from dagster import (
     AssetRecordsFilter,
     DagsterInstance,
     Failure,
+    MetadataValue,
     Output,
     PartitionsDefinition,
     PreviewWarning,
@@ -33,7 +33,7 @@ from cxone_pipeline.curate import (
     check_schema_drift,
     check_unique_event_ids,
 )
-from cxone_pipeline.defs.catalog import DUPLICATES_DROPPED, QUARANTINED
+from cxone_pipeline.defs.catalog import DUPLICATES_DROPPED, QUARANTINED, RECENT_FAILING_HOURS
 from cxone_pipeline.defs.resources import CurationSettings
 from cxone_pipeline.lake.layout import partition_key
 from cxone_pipeline.lake.store import Store
@@ -138,7 +138,16 @@ def _evaluation(
     )
 
 
-def hour_tally(partition: str, metadata: Mapping[str, Any]) -> HourTally:
+def _recorded_tally(
+    instance: DagsterInstance, asset_key: AssetKey, partition: str
+) -> HourTally | None:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    metadata = records[0].asset_materialization.metadata
+
     def number(key: str) -> int:
         entry = metadata.get(key)
         return int(entry.value) if entry is not None else 0
@@ -148,23 +157,47 @@ def hour_tally(partition: str, metadata: Mapping[str, Any]) -> HourTally:
     return HourTally(partition, quarantined, read)
 
 
-def recent_hours(instance: DagsterInstance, asset_key: AssetKey, now: datetime) -> list[HourTally]:
-    """What the latest materialization of each of the last RECENT_HOURS hours recorded."""
+def _checked_tally(partition: str, results: list[CheckOutcome]) -> HourTally | None:
+    for result in results:
+        if result.name == "quarantine_rate":
+            metadata = result.metadata
+            return HourTally(partition, metadata["quarantined"], metadata["events_read"])
+    return None
+
+
+def recent_quarantine(
+    instance: DagsterInstance,
+    asset_key: AssetKey,
+    results_by_partition: Mapping[str, list[CheckOutcome]],
+    max_rate: float,
+) -> CheckOutcome:
+    """The rolling check over the last RECENT_HOURS hours: this run's hours as just checked,
+    the others as their latest materialization recorded them."""
     tallies = []
-    for hour in recent_window(now):
+    for hour in recent_window(datetime.now(timezone.utc)):
         partition = partition_key(hour)
-        records = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
-        ).records
-        if records and records[0].asset_materialization is not None:
-            tallies.append(hour_tally(partition, records[0].asset_materialization.metadata))
-    return tallies
+        if partition in results_by_partition:
+            tally = _checked_tally(partition, results_by_partition[partition])
+        else:
+            tally = _recorded_tally(instance, asset_key, partition)
+        if tally is not None:
+            tallies.append(tally)
+    return check_recent_quarantine(asset_key.path[-1], tallies, max_rate)
+
+
+def recent_summary(recent: CheckOutcome) -> dict[str, MetadataValue]:
+    """The rolling check's finding as materialization metadata: the asset overview shows the
+    latest materialization's metadata, so a failing hour is named there."""
+    failing = recent.metadata["failing_hours"]
+    text = ", ".join(f"{partition}: {rate}" for partition, rate in failing.items())
+    return {RECENT_FAILING_HOURS: MetadataValue.text(text or f"none in the last {RECENT_HOURS}")}
 
 
 def check_events(
     context: AssetExecutionContext,
     asset_key: AssetKey,
     results_by_partition: Mapping[str, list[CheckOutcome]],
+    recent: CheckOutcome,
     curation: CurationSettings,
 ) -> Iterator[AssetCheckEvaluation | Output]:
     """One evaluation per check and hour, the rolling check over recent hours, the checks' step
@@ -182,14 +215,8 @@ def check_events(
         for result in results:
             if result.name in selected:
                 yield _evaluation(asset_key, result, target, partition)
-    if RECENT_QUARANTINE_RATE in selected:
-        tallies = recent_hours(context.instance, asset_key, datetime.now(timezone.utc))
-        yield _evaluation(
-            asset_key,
-            check_recent_quarantine(asset_key.path[-1], tallies, curation.quarantine_rate_max),
-            target,
-            None,
-        )
+    if recent.name in selected:
+        yield _evaluation(asset_key, recent, target, None)
     for name in sorted(selected):
         output_name = context.assets_def.get_output_name_for_asset_check_key(
             AssetCheckKey(asset_key, name)
