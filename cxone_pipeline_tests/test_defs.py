@@ -145,7 +145,7 @@ def test_materialize_an_hour_on_the_local_lake(lake: Lake, instance: DagsterInst
         {
             "code": "unknown_schema_version",
             "count": 1,
-            "message": "call_event: schema version 'v7' is not in the registry (v1, v2, v3)",
+            "message": "call_event: schema version 'v7' is not in the registry (v1, v2, v3, v4)",
         }
     ]
     assert [(s["event_id"], s["payload"]) for s in quarantined["sample_records"]] == [
