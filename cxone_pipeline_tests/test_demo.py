@@ -71,5 +71,5 @@ def test_demo_posts_every_version_and_stages_the_previous_hour(tmp_path: Path) -
         for text in outcome.result.table.column("_unmapped_fields").to_pylist()
         if text
     ]
-    assert len(unmapped) == 6
+    assert len(unmapped) == 8
     assert {"demo_note": "unknown to every schema (0)"} in unmapped
