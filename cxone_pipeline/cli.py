@@ -11,6 +11,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "cxone_pipeline.landing.command",
     "cxone_pipeline.cxone.command",
+    "cxone_pipeline.cxone.studio",
     "cxone_pipeline.registry.command",
     "cxone_pipeline.importer",
     "cxone_pipeline.demo",

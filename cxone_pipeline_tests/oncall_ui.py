@@ -243,6 +243,17 @@ def tour(driver: WebDriver, url: str, scenario: Scenario, shots: Path | None) ->
     )
     shot("oncall-quarantine-hour")
 
+    # Lineage tells the zones apart by their group boxes, not by badges: staging/call_event
+    # feeds curated/call_event and quarantine/call_event, each titled call_event.
+    open_page(
+        driver,
+        f"{url}/assets/staging/call_event?view=lineage",
+        "call_event\nstaging",
+        "curated",
+        "quarantine",
+    )
+    shot("zones-lineage")
+
 
 def run(shots: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="cxone-oncall-") as root:
