@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from cxone_pipeline.cli import CommandError
+from cxone_pipeline.lake.hours import describe_hours, plural
 from cxone_pipeline.lake.layout import (
     STAGING,
     InvalidName,
@@ -56,10 +57,12 @@ class ImportReport:
     def summary(self, subject: str) -> str:
         if not self.hours:
             return f"no events found for {subject}: nothing staged"
-        first, last = partition_key(min(self.hours)), partition_key(max(self.hours))
+        # The distinct hours as ranges: a min-max span would invite backfilling the empty
+        # hours between them too.
         return (
-            f"staged {self.events:,} {subject} events in {len(self.hours):,} hours "
-            f"({first} to {last}): {self.objects_written:,} objects written, "
+            f"staged {plural(self.events, f'{subject} event')} in "
+            f"{plural(len(self.hours), 'hour')}: {describe_hours(self.hours)}; "
+            f"{plural(self.objects_written, 'object')} written, "
             f"{self.objects_skipped:,} already staged"
         )
 
@@ -82,8 +85,9 @@ class Progress:
         self._shown = now
         rate = report.events / max(now - self._started, 1e-6)
         line = (
-            f"{report.events:,} events, {len(report.hours):,} hours, "
-            f"{report.objects_written:,} objects written, {report.objects_skipped:,} skipped, "
+            f"{plural(report.events, 'event')}, {plural(len(report.hours), 'hour')}, "
+            f"{plural(report.objects_written, 'object')} written, "
+            f"{report.objects_skipped:,} skipped, "
             f"{rate:,.0f} events/s"
         )
         if self._tty:

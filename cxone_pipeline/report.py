@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cxone_pipeline.curate import CheckOutcome
-from cxone_pipeline.lake.layout import hour_floor, partition_hour, partition_key
+from cxone_pipeline.lake.hours import describe_hours, plural
+from cxone_pipeline.lake.layout import hour_floor, partition_hour
 from cxone_pipeline.resolve import Reject
 
 # One of settings.QUARANTINE_RATE_ACTIONS.
@@ -31,37 +32,6 @@ REASON_CHARS = 200
 # Inside a reason, the listed payload keys and quoted values differ per record: reasons that
 # differ only there are the same reason.
 _VARYING = re.compile(r"\(keys: [^)]*\)|'[^']*'|\"[^\"]*\"|\b\d+\b")
-
-
-def hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
-    """Distinct hours as runs of consecutive hours (first, last), oldest first."""
-    runs: list[tuple[datetime, datetime]] = []
-    for hour in sorted(set(hours)):
-        if runs and hour - runs[-1][1] == timedelta(hours=1):
-            runs[-1] = (runs[-1][0], hour)
-        else:
-            runs.append((hour, hour))
-    return runs
-
-
-def describe_hours(hours: Iterable[datetime], limit: int = 8) -> str:
-    """'2026-11-27-19:00', '2026-11-27-19:00 to 2026-11-27-21:00 (3 hours)', ranges joined by
-    ', ': what to select in a backfill, never a min-max span over hours that hold nothing."""
-    runs = hour_ranges(hours)
-    shown = [
-        partition_key(first)
-        if first == last
-        else f"{partition_key(first)} to {partition_key(last)} "
-        f"({(last - first) // timedelta(hours=1) + 1} hours)"
-        for first, last in runs[:limit]
-    ]
-    if len(runs) > limit:
-        shown.append(f"and {len(runs) - limit} more ranges")
-    return ", ".join(shown)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def truncate(text: str, limit: int) -> str:
