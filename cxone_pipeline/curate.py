@@ -181,7 +181,7 @@ def check_quarantine_rate(outcome: HourOutcome, max_rate: float) -> CheckOutcome
     rate = outcome.rejected / outcome.events_read if outcome.events_read else 0.0
     metadata: dict[str, Any] = {
         "quarantine_rate": rate,
-        "max_rate": max_rate,
+        "limit": f"{max_rate:.2%}",  # text: a constant is no plot
         "quarantined": outcome.rejected,
         "events_read": outcome.events_read,
         "rejects_per_code": dict(outcome.result.rejects_per_code),

@@ -254,6 +254,18 @@ def tour(driver: WebDriver, url: str, scenario: Scenario, shots: Path | None) ->
     )
     shot("zones-lineage")
 
+    # Search names the zone of each asset and group.
+    open_page(driver, f"{url}/assets", "curated / call_event")
+    element_with_text(driver, "Search").click()
+    driver.switch_to.active_element.send_keys("call_event")
+    wait_for_texts(
+        driver,
+        "call_event/quarantine\nAsset group",
+        "quarantine / call_event\nAsset in cxone_pipeline",
+        "staging / call_event\nAsset in cxone_pipeline",
+    )
+    shot("zones-search")
+
 
 def run(shots: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="cxone-oncall-") as root:

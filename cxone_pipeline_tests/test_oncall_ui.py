@@ -19,4 +19,5 @@ def test_a_failing_hour_is_visible_on_the_overview_and_the_check_partitions(
         "oncall-quarantine-hour.png",
         "oncall-recent-check.png",
         "zones-lineage.png",
+        "zones-search.png",
     ]
