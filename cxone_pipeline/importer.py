@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from cxone_pipeline.cli import CommandError
+from cxone_pipeline.cli import CommandError, command_subject
 from cxone_pipeline.lake.hours import describe_hours, plural
 from cxone_pipeline.lake.layout import (
     STAGING,
@@ -317,16 +317,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def import_command(args: argparse.Namespace) -> int:
     from cxone_pipeline.lake.store import open_store
-    from cxone_pipeline.registry import SchemaError, discover_subjects, load_subject
+    from cxone_pipeline.registry import SchemaError
     from cxone_pipeline.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_env()
-        known = discover_subjects(settings.schemas_dir)
-        if args.subject not in known:
-            raise CommandError(
-                f"unknown subject {args.subject[:64]!r}; known: {', '.join(known) or 'none'}"
-            )
+        schemas = command_subject(settings.schemas_dir, args.subject)
         report = import_files(
             open_store(settings),
             args.subject,
@@ -334,7 +330,7 @@ def import_command(args: argparse.Namespace) -> int:
             time_field=args.time_field,
             hour=args.hour,
             progress=Progress(sys.stderr),
-            rules=load_subject(settings.schemas_dir, args.subject).rules,
+            rules=schemas.rules,
             first_hour=partition_hour(settings.partitions_start),
         )
     except (SettingsError, ImportInputError, InvalidName, StoreError, SchemaError) as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from dagster_aws.s3 import S3Resource
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
@@ -116,7 +116,9 @@ START = "2025-01-01-00:00"
 CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), hours_per_run=24)
 
 
-def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> None:
+def materialize_hour(
+    lake: Lake, instance: DagsterInstance, hour: datetime
+) -> ExecuteInProcessResult:
     """Materialize curated/quarantine call_event for one hour, as a sensor-launched run would."""
     result = materialize(
         [CURATE_CALLS],
@@ -125,3 +127,4 @@ def materialize_hour(lake: Lake, instance: DagsterInstance, hour: datetime) -> N
         instance=instance,
     )
     assert result.success
+    return result

@@ -58,7 +58,10 @@ def test_demo_posts_every_version_and_stages_the_previous_hour(tmp_path: Path) -
     assert imported.result.rows_per_version == {"v1": 20, "v2": 20, "v3": 20, "v4": 20}
     assert imported.result.unmapped_fields == {"demo_note": 8}
     posted = [curate_hour(store, schemas, hour) for hour in hours - {previous}]
-    rows = {v: sum(o.result.rows_per_version.get(v, 0) for o in posted) for v in ("v1", "v2", "v3", "v4")}
+    rows = {
+        v: sum(o.result.rows_per_version.get(v, 0) for o in posted)
+        for v in ("v1", "v2", "v3", "v4")
+    }
     assert rows == {"v1": 20, "v2": 20, "v3": 20, "v4": 20}
     codes = {}
     for outcome in posted:

@@ -26,6 +26,7 @@ from cxone_pipeline_tests.dagster_fixtures import (
     call_events,
     closed_hour,
     envelope,
+    materialize_hour,
     stage,
 )
 
@@ -159,13 +160,7 @@ def test_fail_action_fails_the_run_after_writing_every_hour(
 def test_tag_action_keeps_the_run_green(lake: Lake, instance: DagsterInstance) -> None:
     bad = closed_hour(2)
     stage(lake.store, "call_event", bad, [envelope("x", bad, {"customerId": "x"}, "v7")])
-    result = materialize(
-        [CURATE_CALLS],
-        partition_key=partition_key(bad),
-        resources=lake.resources(),
-        instance=instance,
-    )
-    assert result.success
+    result = materialize_hour(lake, instance, bad)
     assert instance.get_run_by_id(result.run_id).tags["cxone/quarantine_rate"] == "failed"
     recent = [
         e for e in result.get_asset_check_evaluations() if e.check_name == "recent_quarantine_rate"

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cxone_pipeline.cli import CommandError
+from cxone_pipeline.cli import CommandError, command_subject
 from cxone_pipeline.registry.extensions import ISO_TIMESTAMPS, LENIENT
 
 # The Studio variable holding the landing's bearer token (a name, not a secret).
@@ -214,17 +214,11 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cxone_pipeline.registry import SchemaError, discover_subjects, load_subject
+    from cxone_pipeline.registry import SchemaError
     from cxone_pipeline.settings import Settings, SettingsError
 
     try:
-        settings = Settings.from_env()
-        known = discover_subjects(settings.schemas_dir)
-        if args.subject not in known:
-            raise CommandError(
-                f"unknown subject {args.subject[:64]!r}; known: {', '.join(known) or 'none'}"
-            )
-        shape = studio_shape(load_subject(settings.schemas_dir, args.subject))
+        shape = studio_shape(command_subject(Settings.from_env().schemas_dir, args.subject))
     except (SettingsError, SchemaError) as exc:
         raise CommandError(str(exc)) from None
     if args.example:
