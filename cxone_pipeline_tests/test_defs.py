@@ -66,6 +66,15 @@ def test_definitions_cover_every_subject_of_the_registry() -> None:
         "unique_event_ids",
         "recent_quarantine_rate",
     }
+    # Descriptions are Markdown in the UI: no <placeholder> for it to swallow as HTML.
+    graph = defs.resolve_asset_graph()
+    descriptions = {
+        key.name: graph.get_check_spec(key).description
+        for key in graph.asset_check_keys
+        if key.asset_key == CURATED
+    }
+    assert [name for name, text in descriptions.items() if "<" in text] == []
+    assert "add `schemas/call_event/vN.avsc`" in descriptions["schema_drift"]
     assert defs.resolve_sensor_def("staging_sensor").default_status.value == "RUNNING"
     assert defs.resolve_schedule_def("nightly_reconcile").cron_schedule == "0 3 * * *"
     assert defs.resolve_job_def("register_cxone_webhook") is not None
