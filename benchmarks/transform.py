@@ -5,11 +5,16 @@
 Generates call_event envelopes mixed across v1, v2 and v3 (1% duplicates, 1% extra fields,
 0.5% invalid) in staged objects of 5,000 events, then times, each in its own process so that
 peak RSS is its own:
+  asset     the real asset: the objects staged in one hour of a local lake, then
+            `curated/call_event` materialized in-process for that hour (list, read, resolve,
+            select, Parquet, quarantine, checks, metadata)
   engine    cxone_pipeline.resolve.transform + write_parquet (columnar fast path)
   apache    per record: json.loads, detect version, Apache Avro write + read with the canonical
             reader, rows to Arrow, Parquet (the published design's way, aliases made to work)
   fastavro  the same with fastavro schemaless_writer / schemaless_reader
-  ceiling   pyarrow's NDJSON reader parsing the same bytes (no resolution, no Parquet)
+  floor     pyarrow's NDJSON reader parsing the same bytes, gunzipped, one call per object
+            (no resolution, no Parquet): the parse floor
+  ceiling   the engine's own parse (Arrow's reader restarted past lines it cannot read)
 """
 
 from __future__ import annotations
@@ -222,16 +227,89 @@ def apache_resolver(subject: SubjectSchemas) -> Callable[[dict[str, Any], Schema
     return resolve
 
 
+def parseable(objects: list[bytes]) -> list[bytes]:
+    """The objects without the lines pyarrow's reader refuses (the 0.5% invalid ones: not
+    JSON, or a value whose type conflicts with the other lines'), gzip again. Not timed."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    kept = []
+    for data in objects:
+        lines = gzip.decompress(data).splitlines()
+        while True:
+            text = b"\n".join(lines)
+            try:
+                pj.read_json(io.BytesIO(text), pj.ReadOptions(block_size=len(text) + 1))
+                break
+            except pa.ArrowInvalid as exc:
+                row = int(str(exc).rsplit("row ", 1)[1].split()[0].rstrip("."))
+                del lines[row]
+        kept.append(gzip.compress(text + b"\n", 1))
+    return kept
+
+
+def floor(objects: list[bytes]) -> int:
+    """pyarrow's NDJSON reader alone on each gunzipped object, inferring types."""
+    import pyarrow.json as pj
+
+    rows = 0
+    for data in objects:
+        text = gzip.decompress(data)
+        options = pj.ReadOptions(block_size=len(text) + 1)
+        rows += pj.read_json(io.BytesIO(text), read_options=options).num_rows
+    return rows
+
+
+def asset_runner(data_dir: Path) -> Callable[[list[bytes]], int]:
+    """Stage the objects in one hour of a fresh local lake; each call materializes the hour
+    with the project's `curated/call_event` asset, in-process on an ephemeral instance."""
+    from dagster import DagsterInstance, materialize
+    from dagster_aws.s3 import S3Resource
+
+    from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
+    from cxone_pipeline.defs.resources import CurationSettings, LakeResource
+    from cxone_pipeline.lake.layout import import_key, partition_key
+    from cxone_pipeline.lake.store import LocalStore
+
+    lake = data_dir / "lake"
+    store = LocalStore(lake)
+    asset = curate_assets(SUBJECT, hourly_partitions("2026-01-01-00:00"), 24)
+    resources = {
+        "lake": LakeResource(lake_url=str(lake), s3=S3Resource()),
+        "curation": CurationSettings(schemas_dir=str(DEFAULT_SCHEMAS_DIR)),
+    }
+    hours = iter(START - timedelta(days=n) for n in range(1, 300))
+
+    def work(objects: list[bytes]) -> int:
+        hour = next(hours)  # a fresh hour each call: the warm-up's objects are not re-read
+        for number, data in enumerate(objects):
+            store.put(import_key(SUBJECT, hour, f"{number:032x}"), data)
+        with DagsterInstance.ephemeral() as instance:
+            started = time.perf_counter()
+            result = materialize(
+                [asset], partition_key=partition_key(hour), resources=resources, instance=instance
+            )
+            elapsed = time.perf_counter() - started
+        assert result.success
+        rows = result.asset_materializations_for_node(f"curate_{SUBJECT}")[0].metadata
+        timings.append(elapsed)
+        return int(rows["dagster/row_count"].value)
+
+    timings: list[float] = []
+    work.timings = timings  # type: ignore[attr-defined]
+    return work
+
+
 def ceiling(objects: list[bytes], subject: SubjectSchemas) -> int:
     """Arrow's JSON reader alone, restarted after each line it cannot read (as the engine does:
     one bad line would otherwise fail the whole object)."""
-    from cxone_pipeline.resolve.columnar import explicit_payload_types, parse_object
-    from cxone_pipeline.resolve.envelopes import staged_lines
+    from cxone_pipeline.resolve.columnar import ObjectLines, explicit_payload_types, parse_object
+    from cxone_pipeline.resolve.envelopes import unpacked
 
     payload_types, conflicts = explicit_payload_types(subject), set()
     rows = 0
     for data in objects:
-        parsed = parse_object(staged_lines(data), payload_types, conflicts)
+        parsed = parse_object(ObjectLines.read(unpacked(data)), payload_types, conflicts)
         rows += sum(run.table.num_rows for run in parsed.runs)
     return rows
 
@@ -253,6 +331,15 @@ def run_worker(approach: str, data_dir: Path, repeats: int) -> dict[str, Any]:
         def work(objects: list[bytes]) -> int:
             return ceiling(objects, subject)
 
+    elif approach == "floor":
+        clean = {id(o): c for o, c in zip(objects, parseable(objects), strict=True)}
+
+        def work(objects: list[bytes]) -> int:
+            return floor([clean[id(o)] for o in objects])
+
+    elif approach == "asset":
+        work = asset_runner(data_dir)
+
     else:
         resolver = (apache_resolver if approach == "apache" else fastavro_resolver)(subject)
 
@@ -265,6 +352,8 @@ def run_worker(approach: str, data_dir: Path, repeats: int) -> dict[str, Any]:
         started = time.perf_counter()
         output = work(objects)
         timings.append(time.perf_counter() - started)
+    if approach == "asset":  # the materialization only, not staging the objects
+        timings = work.timings[1:]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seconds": statistics.median(timings), "peak_mib": peak_kib / 1024, "output": output}
 
@@ -283,7 +372,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3, help="runs of engine and ceiling")
     parser.add_argument("--baseline-repeats", type=int, default=1, help="runs of each baseline")
-    parser.add_argument("--worker", choices=["engine", "apache", "fastavro", "ceiling"])
+    parser.add_argument(
+        "--worker", choices=["asset", "engine", "apache", "fastavro", "floor", "ceiling"]
+    )
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
     if args.worker:
@@ -304,7 +395,9 @@ def main() -> None:
         )
         results = {}
         for approach, repeats in (
+            ("asset", args.repeats),
             ("engine", args.repeats),
+            ("floor", args.repeats),
             ("ceiling", args.repeats),
             ("fastavro", args.baseline_repeats),
             ("apache", args.baseline_repeats),
@@ -312,18 +405,23 @@ def main() -> None:
             results[approach] = measure(approach, data_dir, repeats)
             print(f"  {approach}: {results[approach]['seconds']:.2f} s", flush=True)
 
-    engine = results["engine"]["seconds"]
+    asset = results["asset"]["seconds"]
     print()
-    print(
-        f"{'approach':<10} {'median s':>9} {'events/s':>11} {'vs engine':>9} {'peak RSS MiB':>13}"
-    )
+    print(f"{'approach':<10} {'median s':>9} {'events/s':>11} {'vs asset':>9} {'peak RSS MiB':>13}")
     for approach, result in results.items():
         seconds = result["seconds"]
         print(
             f"{approach:<10} {seconds:>9.2f} {args.events / seconds:>11,.0f} "
-            f"{seconds / engine:>9.1f} {result['peak_mib']:>13.0f}"
+            f"{seconds / asset:>9.2f} {result['peak_mib']:>13.0f}"
         )
-    print(f"\nengine rows: {results['engine']['output']:,}")
+    fastavro, floor_s = results["fastavro"]["seconds"], results["floor"]["seconds"]
+    print(
+        f"\nasset: {fastavro / asset:.1f}x the per-record design (fastavro), "
+        f"{results['apache']['seconds'] / asset:.1f}x Apache Avro per record, "
+        f"{asset / floor_s:.2f}x the parse floor "
+        f"(engine alone {results['engine']['seconds'] / floor_s:.2f}x)"
+    )
+    print(f"rows: asset {results['asset']['output']:,}, engine {results['engine']['output']:,}")
 
 
 if __name__ == "__main__":

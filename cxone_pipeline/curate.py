@@ -6,29 +6,42 @@ Plain functions over the lake store and the resolution engine; `cxone_pipeline.d
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cxone_pipeline.display import counts_text, names_text, plain, top_counts
 from cxone_pipeline.lake.layout import (
+    CHANGES,
     CURATED,
     STAGING,
+    change_marker_after,
     curated_key,
     hour_floor,
     hour_prefix,
+    parse_change_marker,
     parse_staging_key,
+    partition_key,
     quarantine_key,
+    zone_prefix,
 )
 from cxone_pipeline.lake.store import ObjectInfo, Store
 from cxone_pipeline.registry import SubjectSchemas
+from cxone_pipeline.registry.subject import KEEP_LATEST
 from cxone_pipeline.resolve import (
     TransformResult,
     read_parquet,
     rejects_to_bytes,
-    transform,
     write_parquet,
 )
+from cxone_pipeline.resolve.engine import copies, resolve, select
+from cxone_pipeline.resolve.envelopes import parse_envelope, staged_lines
 
 OPERATIONS_DOC = "docs/operations.md#when-a-check-fails"
 
@@ -62,6 +75,91 @@ def staging_manifest(store: Store, subject: str, hour: datetime) -> Manifest:
 
 
 @dataclass(frozen=True)
+class Window:
+    """The staging a curated hour depends on: its own objects, and those of the neighbour
+    hours within the subject's dedupe horizon (earlier hours, and later hours once they are
+    closed), whose copies of the same event ids can win over the hour's own."""
+
+    hour: datetime
+    own: Manifest
+    neighbours: tuple[tuple[int, Manifest], ...]  # (offset in hours, manifest), non-empty
+
+    def digest(self, with_later: bool) -> str:
+        """The own manifest's digest when no neighbour counts (so subjects without a horizon
+        keep the digests they always had), else a digest over the counted manifests."""
+        counted = [(o, m) for o, m in self.neighbours if o < 0 or with_later]
+        if not counted:
+            return self.own.digest
+        sha = hashlib.sha256(self.own.digest.encode())
+        for offset, manifest in counted:
+            sha.update(f"\n{offset}:{manifest.digest}".encode())
+        return sha.hexdigest()
+
+
+def staging_window(
+    store: Store,
+    schemas: SubjectSchemas,
+    hour: datetime,
+    now: datetime | None = None,
+    listed: dict[datetime, Manifest] | None = None,
+) -> Window:
+    """List the hour and its neighbours within the horizon; later hours only once closed.
+    `listed` caches manifests across calls for one subject (a sensor tick, a schedule)."""
+    hour = hour_floor(hour)
+    open_hour = hour_floor(now or datetime.now(timezone.utc))
+    listed = {} if listed is None else listed
+
+    def manifest(of: datetime) -> Manifest:
+        if of not in listed:
+            listed[of] = staging_manifest(store, schemas.name, of)
+        return listed[of]
+
+    horizon = schemas.rules.horizon_hours
+    neighbours = []
+    for offset in (*range(-horizon, 0), *range(1, horizon + 1)):
+        neighbour = hour + timedelta(hours=offset)
+        if offset > 0 and neighbour >= open_hour:
+            continue
+        if manifest(neighbour).count:
+            neighbours.append((offset, manifest(neighbour)))
+    return Window(hour, manifest(hour), tuple(neighbours))
+
+
+def counts_later_hours(schemas: SubjectSchemas, quarantined: int) -> bool:
+    """Whether later copies can change the hour's outcome: under `latest` always; under
+    `first` only for copies it quarantined, which a later resolvable copy supersedes."""
+    return schemas.rules.keep == KEEP_LATEST or quarantined > 0
+
+
+# The envelope's id as the landing, the importer and pulls write it: first key, compact JSON.
+_ENVELOPE_ID = re.compile(rb'\{"event_id":"((?:[^"\\]|\\.)*)"')
+
+
+def _line_id(line: bytes) -> str | None:
+    match = _ENVELOPE_ID.match(line)
+    if match is not None:
+        raw = match[1]
+        return raw.decode() if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+    try:
+        return parse_envelope(0, line).event_id
+    except ValueError:
+        return None
+
+
+def _copies_of(
+    store: Store, schemas: SubjectSchemas, manifest: Manifest, ids: set[str], offset: int
+) -> pa.Table:
+    """The copies of `ids` staged in a neighbour hour, resolved, as `select` compares them."""
+    lines = [
+        line
+        for info in manifest.objects
+        for line in staged_lines(store.get(info.key))
+        if _line_id(line) in ids
+    ]
+    return copies(resolve([b"\n".join(lines)] if lines else [], schemas), schemas, offset)
+
+
+@dataclass(frozen=True)
 class HourOutcome:
     """What curating one hour read, produced and wrote."""
 
@@ -72,6 +170,8 @@ class HourOutcome:
     result: TransformResult
     curated_keys: tuple[str, ...]
     quarantine_key: str | None
+    window_digest: str = ""
+    event_time_fallbacks: int = 0
 
     @property
     def rows(self) -> int:
@@ -83,20 +183,36 @@ class HourOutcome:
 
     @property
     def events_read(self) -> int:
-        return self.rows + self.rejected + self.result.duplicates_dropped
+        """Every staged line of the hour: a row, a reject, or a copy that lost to another."""
+        result = self.result
+        dropped = result.duplicates_dropped + result.duplicates_across_hours + result.superseded
+        return self.rows + self.rejected + dropped
 
 
-def curate_hour(store: Store, schemas: SubjectSchemas, hour: datetime) -> HourOutcome:
-    """Resolve every staged event of `hour` and replace the hour's curated and quarantine files.
+def curate_hour(
+    store: Store, schemas: SubjectSchemas, hour: datetime, now: datetime | None = None
+) -> HourOutcome:
+    """Resolve every staged event of `hour`, keep one copy per event id (against the copies
+    of its neighbour hours too), and replace the hour's curated and quarantine files.
 
-    Reads exactly the objects of the manifest it records, so an object landing meanwhile shows
-    up as a manifest change on the next sensor tick. New files are written before stale ones are
+    Reads exactly the objects of the window it records, so an object landing meanwhile shows
+    up as a window change on the next sensor tick. New files are written before stale ones are
     deleted: a reader never sees the hour empty while it is being replaced.
     """
     hour = hour_floor(hour)
     subject = schemas.name
-    manifest = staging_manifest(store, subject, hour)
-    result = transform((store.get(o.key) for o in manifest.objects), schemas)
+    window = staging_window(store, schemas, hour, now)
+    manifest = window.own
+    resolved = resolve((store.get(o.key) for o in manifest.objects), schemas)
+    local_ids = set(resolved.table.column("_event_id").to_pylist())
+    rejected_ids = {r.event_id for r in resolved.rejects if r.event_id is not None}
+    with_later = counts_later_hours(schemas, len(rejected_ids))
+    neighbours = [
+        _copies_of(store, schemas, neighbour, local_ids | rejected_ids, offset)
+        for offset, neighbour in window.neighbours
+        if offset < 0 or with_later
+    ]
+    result = select(resolved, schemas, neighbours)
 
     written: tuple[str, ...] = ()
     if result.table.num_rows:
@@ -112,7 +228,30 @@ def curate_hour(store: Store, schemas: SubjectSchemas, hour: datetime) -> HourOu
     else:
         store.delete(rejects_key)
         rejects_key = None
-    return HourOutcome(subject, hour, manifest, schemas.fingerprint, result, written, rejects_key)
+    return HourOutcome(
+        subject,
+        hour,
+        manifest,
+        schemas.fingerprint,
+        result,
+        written,
+        rejects_key,
+        window.digest(counts_later_hours(schemas, len(result.rejects))),
+        event_time_fallbacks(result.table, schemas, hour),
+    )
+
+
+def event_time_fallbacks(table: pa.Table, schemas: SubjectSchemas, hour: datetime) -> int:
+    """Rows of a subject partitioned by event time that sit in another hour than their event
+    time's: it was missing, unreadable, too early or in the future when they were staged."""
+    field = schemas.rules.event_time_field
+    if field is None or not table.num_rows:
+        return 0
+    times = table.column(field.name)
+    start = pa.scalar(hour, times.type)
+    end = pa.scalar(hour + timedelta(hours=1), times.type)
+    inside = pc.and_(pc.greater_equal(times, start), pc.less(times, end)).fill_null(False)
+    return table.num_rows - pc.sum(inside.cast(pa.int64())).as_py()
 
 
 # Checks ---------------------------------------------------------------------------------------
@@ -130,7 +269,8 @@ class CheckOutcome:
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} ({n})" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    # Names come from payloads: bounded, stripped and shown as code (display.py).
+    return counts_text(counts)
 
 
 def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
@@ -140,16 +280,24 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
     # Versions without unmapped fields say nothing about drift.
     unmapped_by_version = {v: dict(f) for v, f in result.unmapped_by_version.items() if f}
     metadata: dict[str, Any] = {
-        "unknown_versions": dict(result.unknown_versions),
+        "unknown_versions": top_counts(result.unknown_versions),
         "no_matching_schema": unmatched,
-        "unmapped_fields": dict(result.unmapped_fields),
-        "unmapped_by_version": unmapped_by_version,
+        "unmapped_fields": top_counts(result.unmapped_fields),
+        "unmapped_by_version": {v: top_counts(f) for v, f in unmapped_by_version.items()},
         "registry_fingerprint": outcome.registry_fingerprint,
     }
+    if result.unknown_versions or unmatched or result.unmapped_fields:
+        metadata["propose_command"] = (
+            f"cxone-pipeline schemas propose --subject {subject} "
+            f"--partition {partition_key(outcome.hour)}"
+        )
     if result.unknown_versions or unmatched:
-        actions = [
-            f"add schemas/{subject}/{version}.avsc" for version in sorted(result.unknown_versions)
-        ]
+        actions = []
+        if result.unknown_versions:
+            actions.append(
+                # A code span: the UI renders Markdown, where a bare <version> is an HTML tag.
+                f"add `schemas/{subject}/<version>.avsc` for {names_text(result.unknown_versions)}"
+            )
         if unmatched:
             actions.append(
                 f"inspect quarantine/{subject} (code no_matching_schema) and add the writer "
@@ -158,18 +306,19 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         description = (
             f"{sum(result.unknown_versions.values()) + unmatched} event(s) match no schema "
             f"(unknown versions: {_counts(result.unknown_versions) or 'none'}; "
-            f"no matching schema: {unmatched}). Next: {'; '.join(actions)}, run "
+            f"no matching schema: {unmatched}). Next: {'; '.join(actions)} (`"
+            f"{metadata['propose_command']}` drafts them), run "
             f"`cxone-pipeline schemas check`, then the nightly_reconcile schedule recovers "
             f"them; see {OPERATIONS_DOC}"
         )
         return CheckOutcome("schema_drift", False, "ERROR", description, metadata)
     if result.unmapped_fields:
-        versions = ", ".join(sorted(unmapped_by_version))
+        versions = names_text(unmapped_by_version)
         description = (
             f"payloads carry fields no schema declares: {_counts(result.unmapped_fields)} "
             f"(versions {versions}). They are kept in _unmapped_fields. Next: if they are "
             f"real, add a new schemas/{subject}/vN.avsc declaring them and map them in "
-            f"canonical.avsc; see {OPERATIONS_DOC}"
+            f"canonical.avsc (`{metadata['propose_command']}` drafts both); see {OPERATIONS_DOC}"
         )
         return CheckOutcome("schema_drift", False, "WARN", description, metadata)
     return CheckOutcome(
@@ -199,23 +348,45 @@ def check_quarantine_rate(outcome: HourOutcome, max_rate: float) -> CheckOutcome
     )
 
 
-def check_unique_event_ids(store: Store, subject: str, hour: datetime) -> CheckOutcome:
-    """Read back the hour's curated files, as a consumer would, and look for repeated ids."""
-    counts = Counter(
+def curated_ids(store: Store, subject: str, hour: datetime) -> list[str]:
+    """The `_event_id`s of an hour's curated files, read back as a consumer would."""
+    return [
         event_id
         for info in store.list(hour_prefix(CURATED, subject, hour))
         for event_id in read_parquet(store.get(info.key)).column("_event_id").to_pylist()
-    )
+    ]
+
+
+def check_unique_event_ids(
+    store: Store, subject: str, hour: datetime, horizon_hours: int = 0
+) -> CheckOutcome:
+    """Look for ids repeated in the hour's curated files, or also curated in a neighbour hour
+    within the dedupe horizon."""
+    counts = Counter(curated_ids(store, subject, hour))
     repeated = {event_id: n for event_id, n in counts.items() if n > 1}
+    elsewhere: dict[str, int] = {}
+    for offset in (*range(-horizon_hours, 0), *range(1, horizon_hours + 1)):
+        neighbour = hour + timedelta(hours=offset)
+        for event_id in set(curated_ids(store, subject, neighbour)) & counts.keys():
+            elsewhere[event_id] = elsewhere.get(event_id, 0) + 1
     total = counts.total()
-    metadata: dict[str, Any] = {"rows": total, "duplicate_ids": len(repeated)}
-    if repeated:
+    metadata: dict[str, Any] = {
+        "rows": total,
+        "duplicate_ids": len(repeated),
+        "ids_also_in_neighbour_hours": len(elsewhere),
+        "horizon_hours": horizon_hours,
+    }
+    if repeated or elsewhere:
         sample = dict(sorted(repeated.items())[:20])
-        metadata["sample"] = sample
+        shared = sorted(elsewhere)[:20]
+        found = {**sample, **{event_id: "neighbour hour" for event_id in shared}}
+        metadata["sample"] = {plain(event_id): n for event_id, n in found.items()}
         description = (
             f"{len(repeated)} _event_id value(s) occur more than once in "
-            f"{hour_prefix(CURATED, subject, hour)}: {_counts(sample)}. Next: re-materialize the "
-            f"partition (a stale part file may be left over); see {OPERATIONS_DOC}"
+            f"{hour_prefix(CURATED, subject, hour)} and {len(elsewhere)} are also curated in an "
+            f"hour within {horizon_hours} hour(s) of it. Next: re-materialize the partition and "
+            f"its neighbours (a stale part file, or a neighbour curated before this hour's "
+            f"staging changed); see {OPERATIONS_DOC}"
         )
         return CheckOutcome("unique_event_ids", False, "ERROR", description, metadata)
     return CheckOutcome("unique_event_ids", True, "ERROR", f"{total} distinct _event_id", metadata)
@@ -254,6 +425,74 @@ def sensor_hours(
     return [hour for hour in hours if hour >= first_hour]
 
 
+# Markers are re-read this far back at each tick: a writer stamps its marker before its
+# write completes, and writers' clocks differ a little.
+MARKER_OVERLAP = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class SensorPlan:
+    """The hours of one subject the sensor compares with their last materialization."""
+
+    hours: list[datetime]  # oldest first
+    waiting: list[datetime]  # hours markers named that are not closed (plus grace) yet
+    last_marker: str | None  # the newest change marker read
+    markers_read: int
+
+
+def plan_sensor_hours(
+    store: Store,
+    schemas: SubjectSchemas,
+    now: datetime,
+    *,
+    lookback_hours: int,
+    close_grace: timedelta,
+    open_hour_due: bool,
+    first_hour: datetime,
+    last_marker: str | None,
+    waiting: list[datetime],
+) -> SensorPlan:
+    """The look-back window, the hours change markers name since `last_marker` (however old:
+    late events, imports, pulls), and their neighbours within the dedupe horizon, whose
+    outcome may depend on them. Marker hours wait until closed and past the grace period."""
+    start = None
+    if last_marker is not None and (marker := parse_change_marker(last_marker)) is not None:
+        start = change_marker_after(schemas.name, marker.written_at - MARKER_OVERLAP)
+    markers = [
+        found
+        for info in store.list(zone_prefix(CHANGES, schemas.name), start_after=start)
+        if (found := parse_change_marker(info.key)) is not None
+    ]
+    named = set(waiting) | {m.hour for m in markers}
+    closed = {h for h in named if now >= h + timedelta(hours=1) + close_grace}
+    hours = set(sensor_hours(now, lookback_hours, close_grace, open_hour_due, first_hour))
+    horizon = schemas.rules.horizon_hours
+    for hour in closed | {h for h in hours if h < hour_floor(now)}:
+        for offset in range(-horizon, horizon + 1):
+            neighbour = hour + timedelta(hours=offset)
+            if now >= neighbour + timedelta(hours=1) + close_grace:
+                hours.add(neighbour)
+    newest = max((m.key for m in markers), default=last_marker)
+    return SensorPlan(
+        hours=sorted(h for h in hours if h >= first_hour),
+        waiting=sorted(h for h in named - closed if h >= first_hour),
+        last_marker=newest,
+        markers_read=len(markers),
+    )
+
+
+def prune_change_markers(store: Store, subject: str, before: datetime, limit: int = 1000) -> int:
+    """Delete up to `limit` change markers written before `before`; returns how many."""
+    end = change_marker_after(subject, before)
+    deleted = 0
+    for info in store.list(zone_prefix(CHANGES, subject)):
+        if info.key >= end or deleted >= limit:
+            break
+        store.delete(info.key)
+        deleted += 1
+    return deleted
+
+
 def reconcile_hours(now: datetime, days: int, first_hour: datetime) -> list[datetime]:
     """The closed hours of the last `days` days from the first partition on, oldest first."""
     last_closed = hour_floor(now) - timedelta(hours=1)
@@ -261,17 +500,18 @@ def reconcile_hours(now: datetime, days: int, first_hour: datetime) -> list[date
     return [hour for hour in hours if hour >= first_hour]
 
 
-def staging_changed(manifest: Manifest, recorded: Recorded | None) -> bool:
+def staging_changed(window: Window, recorded: Recorded | None, schemas: SubjectSchemas) -> bool:
+    """Whether the hour's window differs from what its last materialization read."""
     if recorded is None:
-        return manifest.count > 0
-    return recorded.manifest_digest != manifest.digest
+        return window.own.count > 0
+    with_later = counts_later_hours(schemas, recorded.quarantined)
+    return recorded.manifest_digest != window.digest(with_later)
 
 
-def run_reason(
-    manifest: Manifest, recorded: Recorded | None, registry_fingerprint: str
-) -> str | None:
+def run_reason(window: Window, recorded: Recorded | None, schemas: SubjectSchemas) -> str | None:
     """Why the reconcile schedule should re-run an hour, or None when it is up to date."""
-    if staging_changed(manifest, recorded):
+    registry_fingerprint = schemas.fingerprint
+    if staging_changed(window, recorded, schemas):
         return "staging_changed"
     if (
         recorded is not None

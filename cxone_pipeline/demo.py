@@ -1,7 +1,7 @@
 """`cxone-pipeline demo`: post sample events of every schema version to a running landing.
 
 Also stages a batch into the previous hour, as a historical import would, so the sensor
-curates a closed hour at once.
+curates a closed hour at once; the curated hours then feed the daily `marts/contact_kpis`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def sample_value(avro_type: Any, field: str, n: int, named: dict[str, Any]) -> A
             return sample_value(named[avro_type], field, n, named)
         primitives = {
             "string": f"{field}-{n % 97}",
-            "int": n % 1000,
+            # Few distinct ints, so ids such as skills and agents repeat and group in marts/.
+            "int": 1 + n % 8,
             "long": 1_000 + n,
             "float": n / 4,
             "double": n / 8,
@@ -99,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Post --per-version events of every version of every subject to the "
         "landing (some with a field no schema declares, a few with an unknown version or "
         "matching no schema), then stage the same mix into the previous hour as a historical "
-        "import, so a fresh Dagster shows curated partitions, a drift warning and quarantined "
-        "records within minutes. Uses CXONE_PIPELINE_INGEST_TOKEN and the lake variables.",
+        "import, so a fresh Dagster shows curated partitions, a drift warning, quarantined "
+        "records and the daily marts/contact_kpis within minutes. Uses "
+        "CXONE_PIPELINE_INGEST_TOKEN and the lake variables.",
     )
     parser.add_argument(
         "--url", default="http://127.0.0.1:8000", help="landing base URL (default %(default)s)"
@@ -150,7 +152,10 @@ def demo(args: argparse.Namespace) -> int:
                 f"staged {report.events} {subject} events into the closed hour "
                 f"{partition_key(previous_hour)} as a historical import"
             )
-    print("the staging_sensor curates them within a sensor interval or two: open the Dagster UI")
+    print(
+        "the staging_sensor curates them within a sensor interval or two, then the marts_sensor "
+        "builds today's marts/contact_kpis from them: open the Dagster UI"
+    )
     return 0
 
 

@@ -24,6 +24,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 UV_VERSION = "0.13.9"
 LOCK_STAMP = VENV / ".uv-lock-sha256"
+LOOPBACK = "127.0.0.1"
 
 # A laptop's stack shows the open hour within two sensor ticks, and no year of empty partitions.
 # The open-hour refresh equals the sensor interval, so the refresh time a previous session left
@@ -110,6 +111,22 @@ def dev_settings(environ: dict[str, str], now: datetime) -> dict[str, str]:
     return {name: value for name, value in defaults.items() if not environ.get(name)}
 
 
+def stack_commands(landing_port: int, dagster_port: int) -> dict[str, list[str | Path]]:
+    """The processes of `up`, each bound to loopback: Dagster's webserver has no login, so
+    it must not be reachable from the network (docs/setup.md shows how to publish it)."""
+    return {
+        "landing": [
+            *(BIN / "cxone-pipeline", "serve"),
+            *("--host", LOOPBACK, "--port", str(landing_port)),
+        ],
+        "dagster-webserver": [
+            BIN / "dagster-webserver",
+            *("-w", ROOT / "workspace.yaml", "-h", LOOPBACK, "-p", str(dagster_port)),
+        ],
+        "dagster-daemon": [BIN / "dagster-daemon", "run", "-w", ROOT / "workspace.yaml"],
+    }
+
+
 def up(args: argparse.Namespace) -> int:
     ensure_environment()
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster_home").resolve()
@@ -128,16 +145,9 @@ def up(args: argparse.Namespace) -> int:
         "CXONE_PIPELINE_LAKE_URL": os.environ.get("CXONE_PIPELINE_LAKE_URL") or str(ROOT / ".lake"),
         "CXONE_PIPELINE_INGEST_TOKEN": configured or str(generated),
     }
-    landing_url = f"http://127.0.0.1:{args.landing_port}"
-    dagster_url = f"http://127.0.0.1:{args.dagster_port}"
-    commands = {
-        "landing": [BIN / "cxone-pipeline", "serve", "--port", str(args.landing_port)],
-        "dagster-webserver": [
-            BIN / "dagster-webserver",
-            *("-w", ROOT / "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.dagster_port)),
-        ],
-        "dagster-daemon": [BIN / "dagster-daemon", "run", "-w", ROOT / "workspace.yaml"],
-    }
+    landing_url = f"http://{LOOPBACK}:{args.landing_port}"
+    dagster_url = f"http://{LOOPBACK}:{args.dagster_port}"
+    commands = stack_commands(args.landing_port, args.dagster_port)
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands.items():

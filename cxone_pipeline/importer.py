@@ -6,6 +6,7 @@ Keys are content digests (`layout.import_key`), so re-running an import writes n
 from __future__ import annotations
 
 import argparse
+import codecs
 import gzip
 import hashlib
 import itertools
@@ -32,10 +33,20 @@ from cxone_pipeline.lake.layout import (
     validate_subject,
 )
 from cxone_pipeline.lake.store import Store, StoreError
-from cxone_pipeline.landing.intake import IntakeError, envelope_lines, parse_json
+from cxone_pipeline.landing.intake import (
+    MAX_NESTING_DEPTH,
+    IntakeError,
+    envelope_lines,
+    parse_json,
+    scan_value,
+    skip_space,
+)
 from cxone_pipeline.registry.subject import SubjectRules
+from cxone_pipeline.settings import Settings
 
 MAX_EVENTS_PER_OBJECT = 50_000
+MAX_EVENT_BYTES = Settings.max_body_bytes
+_READ_BYTES = 64 * 1024
 EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 # Epoch numbers at least this large are milliseconds: as seconds they would be past year 5000.
 _EPOCH_MS_FROM = 10**11
@@ -144,24 +155,100 @@ def _event(where: str, value: object) -> tuple[str, dict[str, Any]]:
     return where, value
 
 
-def read_events(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _too_large(where: str, limit: int) -> ImportInputError:
+    return ImportInputError(
+        f"{where} is over {limit:,} bytes, the landing's limit for one event "
+        "(CXONE_PIPELINE_MAX_BODY_BYTES)"
+    )
+
+
+def _first_byte(stream: IO[bytes]) -> tuple[bytes, int]:
+    """The first byte that is not JSON whitespace (b"" at the end) and the newlines before."""
+    newlines = 0
+    while (byte := stream.read(1)) in b" \t\r\n" and byte:
+        newlines += byte == b"\n"
+    return byte, newlines
+
+
+def _lines(
+    stream: IO[bytes], path: Path, limit: int, first: bytes = b"", number: int = 1
+) -> Iterator[tuple[int, bytes]]:
+    """Numbered non-blank lines (the first starting with `first`), none read past `limit`
+    bytes: a gzip bomb of one line stops there."""
+    for n in itertools.count(number):
+        line = first + stream.readline(limit + 2 - len(first))
+        first = b""
+        if not line:
+            return
+        if len(line.rstrip(b"\r\n")) > limit:
+            raise _too_large(f"{path}:{n}", limit)
+        if line.strip():
+            yield n, line
+
+
+def _array_events(stream: IO[bytes], path: Path, head: bytes, limit: int) -> Iterator[Any]:
+    """The elements of a top-level JSON array, read a chunk at a time: memory holds one
+    element (at most `limit` bytes of text) and a chunk, whatever the file's size."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    text, eof = decoder.decode(head), False
+
+    def fill(pos: int) -> tuple[str, int]:
+        nonlocal eof
+        chunk = stream.read(max(_READ_BYTES, len(text) - pos))
+        eof = not chunk
+        return text[pos:] + decoder.decode(chunk, final=eof), 0
+
+    pos = skip_space(text, text.index("[") + 1)
+    for index in itertools.count():
+        while not eof and (pos >= len(text) or len(text) - pos < _READ_BYTES):
+            text, pos = fill(pos)
+            pos = skip_space(text, pos)
+        if text.startswith("]", pos):
+            if text[pos + 1 :].strip() or stream.read(1).strip():
+                raise ImportInputError(f"{path} has extra data after the JSON array")
+            return
+        where = f"{path}[{index}]"
+        while True:
+            try:
+                value, end = scan_value(text, pos, where, MAX_NESTING_DEPTH - 1)
+                break
+            except IntakeError as exc:
+                if eof:
+                    raise ImportInputError(exc.detail) from None
+                if len(text) - pos > limit:
+                    # Past the limit, a value that does not end and one that is invalid look
+                    # the same: say both.
+                    raise ImportInputError(
+                        f"{_too_large(where, limit)}, or not valid JSON ({exc.detail})"
+                    ) from None
+                text, pos = fill(pos)
+        if end - pos > limit:
+            raise _too_large(where, limit)
+        yield value
+        pos = skip_space(text, end)
+        if text.startswith(",", pos):
+            pos = skip_space(text, pos + 1)
+        elif not text.startswith("]", pos):
+            raise ImportInputError(f"{path} is not valid JSON: ',' or ']' expected after {where}")
+
+
+def read_events(path: Path, limit: int = MAX_EVENT_BYTES) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each event of an export file (a JSON array or NDJSON, gzip or not) with where it is:
-    `file:line` for NDJSON, `file[index]` for an array."""
+    `file:line` for NDJSON, `file[index]` for an array. No event may be over `limit` bytes,
+    the landing's body limit."""
     try:
         with _open(path) as stream:
-            lines = ((n, line) for n, line in enumerate(stream, 1) if line.strip())
-            first = next(lines, None)
-            if first is None:
-                return
-            if first[1].lstrip().startswith(b"["):
-                events = _parse_json(first[1] + stream.read(), str(path))
-                for index, value in enumerate(events):
+            first, newlines = _first_byte(stream)
+            if first == b"[":
+                for index, value in enumerate(_array_events(stream, path, first, limit)):
                     yield _event(f"{path}[{index}]", value)
                 return
-            for n, line in itertools.chain([first], lines):
+            for n, line in _lines(stream, path, limit, first, newlines + 1):
                 yield _event(f"{path}:{n}", _parse_json(line, f"{path}:{n}"))
     except (OSError, EOFError, zlib.error) as exc:
         raise ImportInputError(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ImportInputError(f"{path} is not valid UTF-8 ({exc.reason})") from None
 
 
 class _Stager:
@@ -190,16 +277,31 @@ class _Stager:
         data = b"".join(lines)
         key = import_key(self._subject, hour, hashlib.sha256(data).hexdigest())
         if hour not in self._staged:
-            prefix = hour_prefix(STAGING, self._subject, hour)
-            self._staged[hour] = {info.key for info in self._store.list(prefix)}
-        if key in self._staged[hour]:
+            self._staged[hour] = staged_keys(self._store, self._subject, hour)
+        if stage_once(self._store, self._subject, hour, key, data, self._staged[hour]):
+            self._report.objects_written += 1
+        else:
             self._report.objects_skipped += 1
-            return
-        # The marker first: the sensor then notices the hour however old it is.
-        self._store.put(change_marker_key(self._subject, hour, datetime.now(timezone.utc)), b"")
-        self._store.put(key, gzip.compress(data, 6, mtime=0))
-        self._staged[hour].add(key)
-        self._report.objects_written += 1
+
+
+def staged_keys(store: Store, subject: str, hour: datetime) -> set[str]:
+    return {info.key for info in store.list(hour_prefix(STAGING, subject, hour))}
+
+
+def stage_once(
+    store: Store, subject: str, hour: datetime, key: str, data: bytes, staged: set[str]
+) -> bool:
+    """Write envelope lines `data` as the content-addressed staging object `key` of `hour`
+    unless `staged` (the hour's keys, updated here) already holds it; True when written.
+
+    A change marker is written first, so the sensor notices the hour however old it is.
+    """
+    if key in staged:
+        return False
+    store.put(change_marker_key(subject, hour, datetime.now(timezone.utc)), b"")
+    store.put(key, gzip.compress(data, 6, mtime=0))
+    staged.add(key)
+    return True
 
 
 def import_files(
@@ -213,6 +315,7 @@ def import_files(
     max_events_per_object: int = MAX_EVENTS_PER_OBJECT,
     rules: SubjectRules | None = None,
     first_hour: datetime = EARLIEST,
+    max_event_bytes: int = MAX_EVENT_BYTES,
 ) -> ImportReport:
     """Stage every event of `paths` for `subject`, dated by `time_field` or all in `hour`
     (the envelope's `received_at`), or by the subject's event time when it declares one.
@@ -231,7 +334,7 @@ def import_files(
     report = ImportReport()
     stager = _Stager(store, subject, report, max_events_per_object)
     for path in paths:
-        for where, payload in read_events(path):
+        for where, payload in read_events(path, max_event_bytes):
             moment = received_at(payload, where)
             try:
                 staged = envelope_lines([payload], moment, None, None, rules, first_hour)
@@ -332,6 +435,7 @@ def import_command(args: argparse.Namespace) -> int:
             progress=Progress(sys.stderr),
             rules=schemas.rules,
             first_hour=partition_hour(settings.partitions_start),
+            max_event_bytes=settings.max_body_bytes,
         )
     except (SettingsError, ImportInputError, InvalidName, StoreError, SchemaError) as exc:
         raise CommandError(str(exc)) from None

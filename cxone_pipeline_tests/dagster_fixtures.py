@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, materialize
 from dagster_aws.s3 import S3Resource
 
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
+from cxone_pipeline.defs.curated_io import curated_io_managers
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import hour_floor, import_key, partition_key
 from cxone_pipeline.lake.store import LocalStore, S3Store, Store, s3_client
@@ -87,7 +88,7 @@ class Lake:
 
     def resources(self, **knobs: Any) -> dict[str, Any]:
         curation = CurationSettings(schemas_dir=str(self.schemas_dir), **knobs)
-        return {"lake": self.lake, "curation": curation}
+        return {"lake": self.lake, "curation": curation, **curated_io_managers(self.lake, curation)}
 
 
 def local_lake(root: Path) -> Lake:
@@ -128,3 +129,17 @@ def materialize_hour(
     )
     assert result.success
     return result
+
+
+def materialize_downstream(
+    lake: Lake, instance: DagsterInstance, asset: AssetsDefinition, partition: str
+) -> ExecuteInProcessResult:
+    """Materialize an asset whose input is curated/call_event, loaded from the lake."""
+    return materialize(
+        [CURATE_CALLS, asset],
+        selection=[asset],
+        partition_key=partition,
+        resources=lake.resources(),
+        instance=instance,
+        raise_on_error=False,
+    )

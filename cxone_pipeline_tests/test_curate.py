@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -10,6 +11,7 @@ import pytest
 from cxone_pipeline.curate import (
     Manifest,
     Recorded,
+    Window,
     check_quarantine_rate,
     check_schema_drift,
     check_unique_event_ids,
@@ -148,14 +150,14 @@ def test_schema_drift_passes_warns_and_errors(local_store: Store) -> None:
     assert (warned.passed, warned.severity) == (False, "WARN")
     assert warned.metadata["unmapped_fields"] == {"queue": 1}
     assert warned.metadata["unmapped_by_version"] == {"v1": {"queue": 1}}
-    assert "queue (1)" in warned.description
+    assert "`queue` (1)" in warned.description
 
     stage(local_store, "call_event", HOUR, unresolvable(HOUR))
     errored = check_schema_drift(curate_hour(local_store, CALL_EVENT, HOUR))
     assert (errored.passed, errored.severity) == (False, "ERROR")
     assert errored.metadata["unknown_versions"] == {"v9": 1}
     assert errored.metadata["no_matching_schema"] == 1
-    assert "add schemas/call_event/v9.avsc" in errored.description
+    assert "add `schemas/call_event/<version>.avsc` for `v9`" in errored.description
 
 
 def test_quarantine_rate_against_its_threshold(local_store: Store) -> None:
@@ -184,6 +186,22 @@ def test_unique_event_ids_reads_back_the_curated_files(local_store: Store) -> No
     assert (failed.passed, failed.severity) == (False, "ERROR")
     assert failed.metadata["sample"] == {"e-1": 2}
     assert failed.metadata["rows"] == 5
+
+
+def test_unique_event_ids_looks_at_the_neighbour_hours_within_the_horizon(
+    local_store: Store,
+) -> None:
+    stage(local_store, "call_event", HOUR, call_events(HOUR))
+    outcome = curate_hour(local_store, CALL_EVENT, HOUR)
+    # The next hour curated from a lake copied over by hand: it repeats e-2.
+    after = HOUR + timedelta(hours=1)
+    local_store.put(curated_key("call_event", after, 0), write_parquet(outcome.result.table[1:2]))
+
+    failed = check_unique_event_ids(local_store, "call_event", HOUR, horizon_hours=1)
+    assert (failed.passed, failed.metadata["ids_also_in_neighbour_hours"]) == (False, 1)
+    assert failed.metadata["sample"] == {"e-2": "neighbour hour"}
+    assert "1 are also curated in an hour within 1 hour(s) of it" in failed.description
+    assert check_unique_event_ids(local_store, "call_event", HOUR, horizon_hours=0).passed
 
 
 def test_sensor_hours_wait_for_the_grace_period() -> None:
@@ -215,12 +233,14 @@ def test_reconcile_hours_are_the_closed_hours_of_the_last_days() -> None:
 
 
 def test_run_reasons() -> None:
-    empty, one = Manifest(()), Manifest((ObjectInfo("staging/x/a.jsonl.gz", 3),))
-    assert not staging_changed(empty, None)
-    assert staging_changed(one, None)
-    clean = Recorded(one.digest, "fp1", quarantined=0)
-    quarantined = Recorded(one.digest, "fp1", quarantined=3)
-    assert run_reason(one, clean, "fp2") is None
-    assert run_reason(one, quarantined, "fp1") is None
-    assert run_reason(one, quarantined, "fp2") == "registry_changed"
-    assert run_reason(empty, clean, "fp1") == "staging_changed"
+    empty = Window(HOUR, Manifest(()), ())
+    one = Window(HOUR, Manifest((ObjectInfo("staging/x/a.jsonl.gz", 3),)), ())
+    fp1, fp2 = (replace(CALL_EVENT, fingerprint=f) for f in ("fp1", "fp2"))
+    assert not staging_changed(empty, None, fp1)
+    assert staging_changed(one, None, fp1)
+    clean = Recorded(one.own.digest, "fp1", quarantined=0)
+    quarantined = Recorded(one.own.digest, "fp1", quarantined=3)
+    assert run_reason(one, clean, fp2) is None
+    assert run_reason(one, quarantined, fp1) is None
+    assert run_reason(one, quarantined, fp2) == "registry_changed"
+    assert run_reason(empty, clean, fp1) == "staging_changed"

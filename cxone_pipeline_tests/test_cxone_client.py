@@ -324,3 +324,42 @@ def test_secrets_never_reach_logs_errors_or_repr(
     ):
         assert secret not in visible
     assert TENANT_ID not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "endpoint"),
+    [
+        ("discovered_token_endpoint", "https://collector.attacker.example/auth/token"),
+        ("discovered_token_endpoint", "http://{host}/auth/token-in-clear"),
+        ("discovered_api_endpoint", "https://api.attacker.example"),
+        ("discovered_api_endpoint", "https://niceincontact.com.attacker.example"),
+    ],
+)
+def test_discovered_endpoints_off_the_issuer_domains_are_never_contacted(
+    sim: CXoneSimulator, attribute: str, endpoint: str
+) -> None:
+    """Discovery that points at another host, or at plain http, is refused before any
+    credential is sent there. (The configured simulator URL itself is plain http on
+    loopback; discovered endpoints must be https with the development flag off.)"""
+    setattr(sim, attribute, endpoint.format(host=sim.base_url.split("://", 1)[1]))
+    env = {"password_grant": True}
+    if attribute == "discovered_api_endpoint":
+        env["CXONE_TOKEN_ENDPOINT"] = sim.base_url + "/auth/token"
+    cfg = dataclasses.replace(config(sim, **env), allow_http=False)
+    with pytest.raises(CXoneConfigError) as raised:
+        list_actions(cfg)
+    assert "refused without contacting it" in str(raised.value)
+    assert sim.client_secret not in str(raised.value)
+    if attribute == "discovered_token_endpoint":
+        assert sim.statuses("POST", "/auth/token") == []
+    assert sim.statuses("GET", LIST) == []
+
+
+def test_an_allowed_domain_may_serve_the_api(sim: CXoneSimulator) -> None:
+    sim.discovered_api_endpoint = sim.api_base_url.replace("127.0.0.1", "localhost")
+    cfg = config(sim, CXONE_ALLOWED_DOMAINS="localhost.example")
+    with pytest.raises(CXoneConfigError, match="refused without contacting it"):
+        list_actions(cfg)
+    assert list_actions(dataclasses.replace(cfg, allowed_domains=("localhost",))) == [
+        {"entities": []}
+    ]

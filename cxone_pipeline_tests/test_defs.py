@@ -17,6 +17,7 @@ from dagster import (
 
 from cxone_pipeline.definitions import build_definitions, defs
 from cxone_pipeline.defs.assets import curate_assets, hourly_partitions, recorded_inputs
+from cxone_pipeline.defs.resources import build_resources
 from cxone_pipeline.lake.layout import curated_key, partition_key, quarantine_key
 from cxone_pipeline.resolve import read_parquet, read_rejects
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR, Settings, SettingsError
@@ -55,8 +56,8 @@ def test_definitions_cover_every_subject_of_the_registry() -> None:
     assert keys == {
         f"{zone}/{subject}"
         for zone in ("staging", "curated", "quarantine")
-        for subject in ("agent_state", "call_event")
-    }
+        for subject in ("agent_state", "agent_state_history", "call_event", "completed_contact")
+    } | {"marts/contact_kpis"}
     checks = {
         key.name for key in defs.resolve_asset_graph().asset_check_keys if key.asset_key == CURATED
     }
@@ -226,7 +227,10 @@ def test_checks_pass_and_fail_per_partition(lake: Lake, instance: DagsterInstanc
         (None, "recent_quarantine_rate"): error,
     }
     assert f"{p_drift} (16.67%)" in descriptions[(None, "recent_quarantine_rate")]
-    assert "add schemas/call_event/v7.avsc" in descriptions[(p_drift, "schema_drift")]
+    assert (
+        "add `schemas/call_event/<version>.avsc` for `v7`"
+        in descriptions[(p_drift, "schema_drift")]
+    )
     assert "docs/operations.md" in descriptions[(p_drift, "quarantine_rate")]
 
     # Raising the threshold turns the quarantine check green for the same hour.
@@ -329,9 +333,10 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     curate = configured.resolve_assets_def(CURATED)
     assert curate.backfill_policy.max_partitions_per_run == 6
     assert curate.partitions_def.get_first_partition_key() == "2026-11-01-00:00"
-    curation = configured.resources["curation"]
-    assert curation.quarantine_rate_max == 0.05
-    assert curation.lookback_hours.env_var_name == "CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS"
+    curation = build_resources(Settings.from_env())["curation"]
+    assert (curation.quarantine_rate_max, curation.lookback_hours) == (0.05, 5)
+    # Fixed for every run: run config for it is refused (tested as a UI launch).
+    assert configured.resources["curation"].config_schema.as_field().config_type.fields == {}
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,16 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from cxone_pipeline.lake.layout import CURATED, QUARANTINE, STAGING, parse_hour_path, partition_key
-from cxone_pipeline.lake.store import LocalStore
+from cxone_pipeline.lake.layout import (
+    CURATED,
+    QUARANTINE,
+    STAGING,
+    parse_hour_path,
+    partition_hour,
+    partition_key,
+)
+from cxone_pipeline.lake.store import LocalStore, ObjectNotFound
+from cxone_pipeline.marts import read_mart
 from cxone_pipeline.resolve import read_parquet, read_rejects
 from cxone_pipeline.settings import PROJECT_ROOT
 from cxone_pipeline_tests.servers import cli_process, free_port, stop_process, wait_for_http
@@ -259,3 +267,34 @@ def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
         ("agent_state", "quarantine_rate"): (True, "ERROR"),
         ("agent_state", "unique_event_ids"): (True, "ERROR"),
     }
+
+    # The marts_sensor then builds the day's contact KPIs from the curated hour.
+    day = partition_hour(partition).date()
+    expected_kpis = [
+        (1, 1, 40.0),  # c4, the only event with a skill
+        (None, 4, 27.5),  # c1, c2, c3, c5: (10 + 20 + 30 + 50) / 4
+    ]
+
+    def kpis() -> list[tuple] | None:
+        try:
+            table = read_mart(store, "contact_kpis", day)
+        except ObjectNotFound:
+            return None
+        rows = [(r["skill_id"], r["contacts"], r["avg_handle_seconds"]) for r in table.to_pylist()]
+        return rows if rows == expected_kpis else None
+
+    wait_for("marts/contact_kpis of the day", kpis, timeout=120)
+
+    def evaluation(check: str) -> dict | None:
+        executions = graphql(
+            dagster_url,
+            CHECKS,
+            key={"path": ["marts", "contact_kpis"]},
+            check=check,
+            partition=day.isoformat(),
+        )["assetCheckExecutions"]
+        return executions[0]["evaluation"] if executions else None
+
+    for check in ("contacts_reconciled", "one_row_per_skill", "values_in_range"):
+        result = wait_for(f"{check} on marts/contact_kpis", lambda c=check: evaluation(c), 60)
+        assert result["success"], result

@@ -104,7 +104,7 @@ class Landing:
         return int(line.split()[1]) * 1024
 
     def metric(self, name: str) -> float:
-        text = httpx.get(self.url + "/metrics", timeout=10).text
+        text = httpx.get(self.url + "/metrics", headers=HEADERS, timeout=10).text
         return sum(
             sample.value
             for family in text_string_to_metric_families(text)

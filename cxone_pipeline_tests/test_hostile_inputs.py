@@ -23,6 +23,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from starlette.datastructures import Headers
 
 from cxone_pipeline.lake.layout import (
     STAGING,
@@ -34,13 +35,18 @@ from cxone_pipeline.lake.layout import (
     zone_prefix,
 )
 from cxone_pipeline.lake.store import LocalStore, S3Store, StoreError
-from cxone_pipeline.landing.auth import Authenticator, sign
+from cxone_pipeline.landing.auth import (
+    FUTURE_SKEW_SECONDS,
+    TOLERANCE_SECONDS,
+    Authenticator,
+    signed_headers,
+)
 from cxone_pipeline.landing.intake import MAX_NESTING_DEPTH, IntakeError
 from cxone_pipeline.settings import Secret
 from cxone_pipeline_tests.landing_fixtures import (
     AUTH,
-    HMAC_SECRET,
     TOKEN,
+    WEBHOOK_SECRET,
     running_landing,
     staged_envelopes,
     staged_objects,
@@ -116,8 +122,17 @@ def header(name: str, value: bytes | str) -> bytes:
     return name.encode() + b": " + (value if isinstance(value, bytes) else value.encode()) + b"\r\n"
 
 
-def signature(timestamp: int, body: bytes = b"{}") -> bytes:
-    return header("X-CXone-Signature", sign(HMAC_SECRET, timestamp, body))
+def signature(timestamp: int, body: bytes = b"{}", webhook_id: str = "msg_hostile") -> bytes:
+    return b"".join(
+        header(name, value)
+        for name, value in signed_headers(WEBHOOK_SECRET, webhook_id, body, timestamp).items()
+    )
+
+
+def signature_with(**replaced: str) -> bytes:
+    """Valid signature headers for `{}` now, with some header values replaced."""
+    headers = {**signed_headers(WEBHOOK_SECRET, "msg_hostile", b"{}"), **replaced}
+    return b"".join(header(name.replace("_", "-"), value) for name, value in headers.items())
 
 
 def gzipped(data: bytes) -> bytes:
@@ -396,22 +411,52 @@ CORPUS = [
         Hostile(auth=False, head=signature(0)), 401, "unauthorized", id="signature-epoch-zero"
     ),
     pytest.param(
-        Hostile(auth=False, head=header("X-CXone-Signature", "t=1e9,v1=00")),
+        Hostile(auth=False, head=signature_with(webhook_timestamp="1e9")),
         401,
         "unauthorized",
         id="signature-float-time",
     ),
     pytest.param(
-        Hostile(auth=False, head=header("X-CXone-Signature", "t=" + "9" * 5000 + ",v1=00")),
+        Hostile(auth=False, head=signature_with(webhook_timestamp="9" * 5000)),
         401,
         "unauthorized",
         id="signature-5000-digit-time",
     ),
     pytest.param(
-        Hostile(auth=False, head=header("X-CXone-Signature", f"t={NOW}")),
+        Hostile(auth=False, head=signature_with(webhook_signature="v1a,AAAA")),
         401,
         "unauthorized",
         id="signature-without-v1",
+    ),
+    pytest.param(
+        Hostile(auth=False, head=signature_with(webhook_signature="v1,AAAA " * 17)),
+        401,
+        "unauthorized",
+        id="signature-17-entries",
+    ),
+    pytest.param(
+        Hostile(auth=False, head=signature_with(webhook_id="sha256:" + "0" * 64)),
+        401,
+        "unauthorized",
+        id="signature-reserved-id-unsigned",
+    ),
+    pytest.param(
+        Hostile(auth=False, head=signature(NOW) + signature_with(webhook_id="msg_other")),
+        401,
+        "unauthorized",
+        id="signature-headers-twice",
+    ),
+    pytest.param(
+        Hostile(head=header("Authorization", "Bearer wrong")),
+        401,
+        "unauthorized",
+        id="two-authorization-headers",
+    ),
+    pytest.param(
+        Hostile(auth=False, head=signature(NOW), path=b"/ingest/agent_state"),
+        401,
+        "unauthorized",
+        id="signature-for-another-subject",
     ),
     pytest.param(
         Hostile(gzipped(b"{}"), GZIP + signature(NOW), auth=False),
@@ -568,7 +613,7 @@ def test_aborted_upload_is_counted_not_a_server_error(landing: Landing) -> None:
         assert sock.recv(1024) == b""
     counted = 'cxone_landing_requests_rejected_total{reason="client_disconnected"} 1.0'
     deadline = time.monotonic() + 10
-    while counted not in landing.http.get("/metrics").text:
+    while counted not in landing.http.get("/metrics", headers=AUTH).text:
         assert time.monotonic() < deadline, "the aborted upload was not counted as rejected"
         time.sleep(0.05)
     assert staged_objects(landing.store) == before
@@ -608,20 +653,22 @@ def test_many_gzip_members_cost_linear_time(local_store: LocalStore) -> None:
     assert elapsed < 6
 
 
-def test_valid_signature_replayed_after_five_minutes_is_refused() -> None:
+def test_signature_window_is_five_minutes_back_and_thirty_seconds_ahead() -> None:
     now = [float(NOW)]
-    auth = Authenticator((), Secret(HMAC_SECRET), clock=lambda: now[0])
+    auth = Authenticator((), [("call_event", Secret(WEBHOOK_SECRET))], clock=lambda: now[0])
     body = b'{"customerId": "c-1"}'
-    headers = {"x-cxone-signature": sign(HMAC_SECRET, NOW, body)}
-    auth.check_signature(headers, body)
-    now[0] = NOW + 300
-    auth.check_signature(headers, body)  # still inside the window
-    for moment in (NOW + 301, NOW - 301):
+    headers = Headers(signed_headers(WEBHOOK_SECRET, "msg_1", body, NOW))
+    for moment in (NOW - FUTURE_SKEW_SECONDS, NOW, NOW + TOLERANCE_SECONDS):
+        now[0] = moment
+        signed = auth.authenticate(headers, "call_event")
+        assert signed is not None
+        auth.verify(signed, body)
+    for moment in (NOW + TOLERANCE_SECONDS + 1, NOW - FUTURE_SKEW_SECONDS - 1):
         now[0] = moment
         with pytest.raises(IntakeError) as refused:
-            auth.check_signature(headers, body)
+            auth.authenticate(headers, "call_event")
         assert (refused.value.status, refused.value.code) == (401, "unauthorized")
-        assert "5-minute window" in refused.value.detail
+        assert "outside the accepted window" in refused.value.detail
 
 
 BAD_SUBJECTS = [

@@ -300,3 +300,34 @@ def test_imported_hour_curates_like_landed_events(local_store: LocalStore, tmp_p
         datetime(2026, 11, 27, 20, 0, s, tzinfo=timezone.utc) for s in (1, 1, 2)
     ]
     assert table.column("_schema_version").to_pylist() == ["v2"] * 3
+
+
+def test_events_over_the_landing_limit_are_refused_without_reading_them_whole(
+    local_store: LocalStore, tmp_path: Path
+) -> None:
+    """The review: 300 KB of gzip became one 300 MB event. Lines and array elements are read
+    only up to the landing's body limit."""
+    limit = 64 * 1024
+    one_line = tmp_path / "bomb.ndjson.gz"
+    one_line.write_bytes(gzip.compress(b'{"at": 1, "pad": "' + b"x" * 300_000_000 + b'"}\n', 9))
+    element = tmp_path / "bomb.json.gz"
+    element.write_bytes(gzip.compress(b'[{"at": 1, "pad": "' + b"x" * 300_000_000 + b'"}]', 9))
+    for path, where in ((one_line, f"{one_line}:1"), (element, f"{element}[0]")):
+        with pytest.raises(ImportInputError) as refused:
+            import_files(local_store, "call_event", [path], time_field="at", max_event_bytes=limit)
+        assert str(refused.value).startswith(
+            f"{where} is over 65,536 bytes, the landing's limit for one event "
+            "(CXONE_PIPELINE_MAX_BODY_BYTES)"
+        )
+    assert list(local_store.list("staging/")) == []
+
+
+def test_a_large_array_file_is_streamed_event_by_event(
+    local_store: LocalStore, tmp_path: Path
+) -> None:
+    events = [{"eventId": f"a{n}", "at": 1_764_000_000, "pad": "y" * 100} for n in range(20_000)]
+    path = tmp_path / "big.json"
+    path.write_text(" [\n" + ",\n".join(json.dumps(e) for e in events) + "\n] \n")
+    assert path.stat().st_size > 40 * 1024
+    report = import_files(local_store, "call_event", [path], time_field="at", max_event_bytes=1024)
+    assert report.events == 20_000

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -16,13 +17,15 @@ import pytest
 from cxone_pipeline.lake.layout import parse_staging_key
 from cxone_pipeline.lake.store import LocalStore, S3Store, StoreError
 from cxone_pipeline.landing.app import LandingConfigError, create_app
-from cxone_pipeline.landing.auth import sign
+from cxone_pipeline.landing.auth import sign, signed_headers
 from cxone_pipeline.landing.commit import MAX_PUTS_IN_FLIGHT
 from cxone_pipeline_tests.landing_fixtures import (
+    AGENT_WEBHOOK_SECRET,
     AUTH,
-    HMAC_SECRET,
     OLD_TOKEN,
+    OLD_WEBHOOK_SECRET,
     TEST_SETTINGS,
+    WEBHOOK_SECRET,
     running_landing,
     staged_envelopes,
     staged_objects,
@@ -150,7 +153,10 @@ def test_missing_token_unknown_subject_and_routes(local_store: LocalStore) -> No
         wrong_method = httpx.get(url + "/ingest/call_event")
     assert (missing.status_code, missing.json()["error"]) == (401, "unauthorized")
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_subject")
-    assert "agent_state, call_event" in unknown.json()["detail"]
+    assert (
+        "agent_state, agent_state_history, call_event, completed_contact"
+        in unknown.json()["detail"]
+    )
     assert (traversal.status_code, traversal.json()["error"]) == (404, "unknown_subject")
     assert (not_found.status_code, not_found.json()["error"]) == (404, "not_found")
     assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
@@ -163,28 +169,111 @@ def test_rotated_tokens_are_all_accepted(local_store: LocalStore) -> None:
     assert response.status_code == 202
 
 
-def test_hmac_signatures(local_store: LocalStore) -> None:
+def signed_post(
+    url: str,
+    body: bytes,
+    webhook_id: str = "msg_1",
+    *,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
+    path: str = "/ingest/call_event",
+    extra: dict[str, str] | None = None,
+) -> httpx.Response:
+    headers = {**signed_headers(secret, webhook_id, body, timestamp), **(extra or {})}
+    return httpx.post(url + path, content=body, headers=headers, timeout=30)
+
+
+def test_standard_webhooks_signed_requests(local_store: LocalStore) -> None:
     body = json.dumps(V2).encode()
+    batch = json.dumps([V2, {**V2, "duration": 43}]).encode()
     now = int(time.time())
     with running_landing(local_store) as url:
-
-        def signed(signature: str, content: bytes = body) -> httpx.Response:
-            return httpx.post(
+        good = signed_post(url, body)
+        replay = signed_post(url, body)
+        rotated = signed_post(url, body, "msg_2", secret=OLD_WEBHOOK_SECRET)
+        several = httpx.post(
+            url + "/ingest/call_event",
+            content=body,
+            headers={
+                **signed_headers(WEBHOOK_SECRET, "msg_3", body),
+                "webhook-signature": "v1a,bm90LWFzeW1tZXRyaWM= v1,AAAA "
+                + sign(WEBHOOK_SECRET, "msg_3", now, body),
+                "webhook-timestamp": str(now),
+            },
+        )
+        many = signed_post(url, batch, "msg_4")
+        refused = {
+            "stale": signed_post(url, body, timestamp=now - 301),
+            "future": signed_post(url, body, timestamp=now + 299),
+            "tampered": httpx.post(
                 url + "/ingest/call_event",
-                content=content,
-                headers={"X-CXone-Signature": signature},
-            )
+                content=body.replace(b"42", b"43"),
+                headers=signed_headers(WEBHOOK_SECRET, "msg_1", body),
+            ),
+            "other-subject": signed_post(url, body, path="/ingest/agent_state"),
+            "wrong-secret": signed_post(url, body, secret=AGENT_WEBHOOK_SECRET),
+            "valid-bearer-bad-signature": httpx.post(
+                url + "/ingest/call_event",
+                content=body.replace(b"42", b"43"),
+                headers={**AUTH, **signed_headers(WEBHOOK_SECRET, "msg_1", body)},
+            ),
+        }
+        reserved = signed_post(url, body, "sha256:" + "0" * 64)
+        new_key = signed_post(url, body, extra={"Idempotency-Key": "fresh"})
+        new_version = signed_post(url, body, extra={"X-Schema-Version": "v1"})
+    assert [r.status_code for r in (good, replay, rotated, several, many)] == [202] * 5
+    assert good.json()["event_ids"] == replay.json()["event_ids"] == ["msg_1"]
+    assert many.json()["event_ids"] == ["msg_4:0", "msg_4:1"]
+    for name, response in refused.items():
+        assert (name, response.status_code, response.json()["error"]) == (
+            name,
+            401,
+            "unauthorized",
+        )
+    assert "window" in refused["stale"].json()["detail"]
+    assert "window" in refused["future"].json()["detail"]
+    assert "does not match" in refused["other-subject"].json()["detail"]
+    for response in (new_key, new_version):
+        assert (response.status_code, response.json()["error"]) == (400, "invalid_header")
+    assert (reserved.status_code, reserved.json()["error"]) == (400, "invalid_event_id")
+    staged = staged_envelopes(local_store)
+    assert sorted(e["event_id"] for e in staged) == [
+        "msg_1",
+        "msg_1",
+        "msg_2",
+        "msg_3",
+        "msg_4:0",
+        "msg_4:1",
+    ]
+    # A replay is the same event in the same hour: curation keeps one row of it.
+    assert len({(e["event_id"], e["_key"].rsplit("/", 1)[0]) for e in staged}) == 5
 
-        good = signed(sign(HMAC_SECRET, now, body))
-        stale = signed(sign(HMAC_SECRET, now - 301, body))
-        tampered = signed(sign(HMAC_SECRET, now, body), body.replace(b"42", b"43"))
-        wrong_secret = signed(sign("other", now, body))
-        malformed = signed("v1=abc")
-    assert good.status_code == 202
-    for response in (stale, tampered, wrong_secret, malformed):
-        assert (response.status_code, response.json()["error"]) == (401, "unauthorized")
-    assert "window" in stale.json()["detail"]
-    assert len(staged_envelopes(local_store)) == 1
+
+def test_signature_headers_are_judged_before_the_body_is_read(local_store: LocalStore) -> None:
+    """A signed request that cannot verify is answered without waiting for its body: the
+    sender announces 1 MB and sends none of it."""
+    stale = signed_headers(WEBHOOK_SECRET, "msg_1", b"{}", int(time.time()) - 3600)
+    cases = {
+        "stale": stale,
+        "no-secret-for-subject": {**signed_headers(WEBHOOK_SECRET, "msg_1", b"{}")},
+        "missing-header": {"webhook-id": "msg_1", "webhook-timestamp": str(int(time.time()))},
+        "not-v1": {**signed_headers(WEBHOOK_SECRET, "m", b"{}"), "webhook-signature": "v2,abc"},
+    }
+    paths = {"no-secret-for-subject": "/ingest/nope"}
+    with running_landing(local_store, read_timeout_seconds=30) as url:
+        port = int(url.rsplit(":", 1)[1])
+        for name, headers in cases.items():
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            request = (
+                f"POST {paths.get(name, '/ingest/call_event')} HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Type: application/json\r\nContent-Length: 1000000\r\n{head}\r\n"
+            )
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(request.encode())
+                answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 401"), (name, answer[:200])
+            assert b'"unauthorized"' in answer, name
+    assert staged_objects(local_store) == []
 
 
 def test_size_and_count_limits(local_store: LocalStore) -> None:
@@ -227,7 +316,7 @@ def test_concurrent_clients_every_acknowledged_id_staged_exactly_once(
     # A generous store deadline: this test is about batching, not about a slow shared machine.
     with running_landing(store, store_deadline_seconds=60) as url:
         acknowledged = asyncio.run(run(url))
-        metrics = httpx.get(url + "/metrics").text
+        metrics = httpx.get(url + "/metrics", headers=AUTH).text
     staged = [e["event_id"] for e in staged_envelopes(store, "call_event")]
     assert sorted(staged) == sorted(acknowledged)
     assert len(set(acknowledged)) == clients * per_client
@@ -256,7 +345,7 @@ def test_store_failure_answers_503_and_acknowledges_nothing_unwritten(tmp_path) 
         ready_during = httpx.get(url + "/readyz")
         store.healthy = True
         recovered = post(url, json.dumps({**V2, "eventId": "after"}))
-        metrics = httpx.get(url + "/metrics").text
+        metrics = httpx.get(url + "/metrics", headers=AUTH).text
     assert (failed.status_code, failed.json()["error"]) == (503, "store_unavailable")
     assert failed.headers["Retry-After"] == "1"
     assert elapsed < 5  # within the deadline (0.5 s), give or take a busy machine
@@ -327,12 +416,32 @@ def test_an_unexpected_store_failure_is_still_answered(tmp_path) -> None:
     assert "Retry-After" in first.headers
 
 
-def test_signed_request_without_signing_enabled_is_refused_before_the_body(local_store) -> None:
-    with running_landing(local_store, hmac_secret=None) as url:
-        response = httpx.post(
-            url + "/ingest/call_event",
-            content=b"{}",
-            headers={"X-CXone-Signature": sign(HMAC_SECRET, int(time.time()), b"{}")},
-        )
+def test_signed_request_without_signing_enabled_is_refused(local_store) -> None:
+    with running_landing(local_store, webhook_secrets=()) as url:
+        response = signed_post(url, b"{}")
     assert (response.status_code, response.json()["error"]) == (401, "unauthorized")
-    assert "signing is not enabled" in response.json()["detail"]
+    assert "not enabled for this path" in response.json()["detail"]
+
+
+class DownStore(LocalStore):
+    def put(self, key: str, data: bytes) -> None:
+        raise StoreError(f"cannot write {key} under {self.root}")
+
+
+def test_metrics_need_the_token_and_probes_name_nothing(tmp_path) -> None:
+    store = DownStore(tmp_path / "secret-bucket-name")
+    with running_landing(store) as url:
+        anonymous = httpx.get(url + "/metrics")
+        doubled = httpx.get(
+            url + "/metrics", headers=[("Authorization", AUTH["Authorization"])] * 2
+        )
+        scraped = httpx.get(url + "/metrics", headers=AUTH)
+        ready = httpx.get(url + "/readyz")
+    with running_landing(store, metrics_public=True) as url:
+        public = httpx.get(url + "/metrics")
+    assert [anonymous.status_code, doubled.status_code] == [401, 401]
+    assert "cxone_landing_events_accepted" not in anonymous.text
+    assert scraped.status_code == public.status_code == 200
+    assert "cxone_landing_pending_events" in scraped.text
+    assert ready.status_code == 503
+    assert "secret-bucket-name" not in ready.text

@@ -41,7 +41,7 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def test_refuses_to_start_unauthenticated(tmp_path: Path) -> None:
     env = {
         "CXONE_PIPELINE_INGEST_TOKEN": "",
-        "CXONE_PIPELINE_HMAC_SECRET": "",
+        "CXONE_PIPELINE_WEBHOOK_SECRETS": "",
         "CXONE_PIPELINE_LAKE_URL": str(tmp_path),
     }
     plain = run_cli(env, "serve", "--port", str(free_port()))
@@ -49,7 +49,7 @@ def test_refuses_to_start_unauthenticated(tmp_path: Path) -> None:
     assert plain.returncode == 2
     assert plain.stderr.strip() == (
         "cxone-pipeline serve: refusing to run unauthenticated: set CXONE_PIPELINE_INGEST_TOKEN "
-        "(or CXONE_PIPELINE_HMAC_SECRET), or use --dev on 127.0.0.1"
+        "(or CXONE_PIPELINE_WEBHOOK_SECRETS), or use --dev on 127.0.0.1"
     )
     assert public_dev.returncode == 2
     assert "--dev only binds to a loopback address" in public_dev.stderr

@@ -26,8 +26,9 @@ def test_duckdb_query_from_the_operations_guide(tmp_path: Path) -> None:
     schemas = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
     # A zero-padded hour (hour=09) is what DuckDB would read as text without hive_types.
     hours = [datetime(2026, 1, 5, 9, tzinfo=timezone.utc), closed_hour(2)]
+    for n, hour in enumerate(hours):  # distinct ids: adjacent hours share events otherwise
+        stage(store, "call_event", hour, call_events(hour, prefix=f"h{n}"))
     for hour in hours:
-        stage(store, "call_event", hour, call_events(hour))
         curate_hour(store, schemas, hour)
 
     connection = duckdb.connect()
@@ -48,3 +49,20 @@ def test_duckdb_query_from_the_operations_guide(tmp_path: Path) -> None:
             (*parts, "v3", 1, 30),
         ]
     assert rows == expected
+
+
+def test_every_test_the_attack_table_names_exists() -> None:
+    """The security table in docs/operations.md points at tests; they must exist."""
+    text = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Attacks we tested", 1)[1].split("\n## ", 1)[0]
+    module = None
+    named = 0
+    for match in re.finditer(
+        r"`(?:(test_\w+)\.py)?(?:::(test_\w+))?(?: \(all four tests\))?`", section
+    ):
+        module = match.group(1) or module
+        if match.group(2):
+            source = (PROJECT_ROOT / "cxone_pipeline_tests" / f"{module}.py").read_text()
+            assert f"def {match.group(2)}(" in source, (module, match.group(2))
+            named += 1
+    assert named >= 20

@@ -90,7 +90,7 @@ def test_unresolvable_records_are_kept_flagged_and_recovered(tmp_path: Path) -> 
         assert curated.column("_event_id").to_pylist() == ["ok-v2"]
         passed, severity, description = checks["schema_drift"]
         assert (passed, severity) == (False, AssetCheckSeverity.ERROR)
-        assert "add schemas/call_event/v5.avsc" in description
+        assert "add `schemas/call_event/<version>.avsc` for `v5`" in description
         assert checks["quarantine_rate"][:2] == (False, AssetCheckSeverity.ERROR)
 
         # 3. The missing version is added; the reconcile schedule, run once the hour has

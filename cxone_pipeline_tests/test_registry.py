@@ -39,7 +39,12 @@ def registry_copy(tmp_path: Path) -> Path:
 
 def test_shipped_registry_loads_in_natural_order():
     registry = load_registry(DEFAULT_SCHEMAS_DIR)
-    assert sorted(registry) == ["agent_state", "call_event"]
+    assert sorted(registry) == [
+        "agent_state",
+        "agent_state_history",
+        "call_event",
+        "completed_contact",
+    ]
     call_event = registry["call_event"]
     assert [v.version for v in call_event.versions] == ["v1", "v2", "v3", "v4"]
     assert call_event.canonical.version == "canonical"

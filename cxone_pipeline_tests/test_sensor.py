@@ -7,10 +7,22 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from cxone_pipeline.curate import staging_manifest
-from cxone_pipeline.defs.sensors import build_staging_sensor, run_key
-from cxone_pipeline.lake.layout import hour_floor, hour_prefix, partition_hour, partition_key
+from cxone_pipeline.curate import staging_window
+from cxone_pipeline.defs.sensors import build_staging_sensor, run_key, waiting_for
+from cxone_pipeline.lake.layout import (
+    CHANGES,
+    change_marker_key,
+    curated_key,
+    hour_floor,
+    hour_prefix,
+    partition_hour,
+    partition_key,
+    zone_prefix,
+)
 from cxone_pipeline.lake.store import LocalStore
+from cxone_pipeline.registry import load_subject
+from cxone_pipeline.resolve import read_parquet
+from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.dagster_fixtures import (
     START,
     Lake,
@@ -35,8 +47,11 @@ def requested(result: SensorResult) -> list[tuple[str | None, str | None]]:
     return sorted((r.partition_key, r.run_key) for r in result.run_requests or [])
 
 
+CALL_EVENT = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
+
+
 def expected(lake: Lake, hour: datetime) -> tuple[str, str]:
-    digest = staging_manifest(lake.store, "call_event", hour).digest
+    digest = staging_window(lake.store, CALL_EVENT, hour).digest(True)
     return partition_key(hour), run_key("call_event", partition_key(hour), digest)
 
 
@@ -53,7 +68,7 @@ def test_new_objects_give_one_run_per_changed_hour(lake: Lake, instance: Dagster
     for request in result.run_requests:
         selection = {key.to_user_string() for key in request.asset_selection}
         assert selection == {"curated/call_event", "quarantine/call_event"}
-    assert set(json.loads(result.cursor)) == {"call_event"}
+    assert set(json.loads(result.cursor)["open"]) == {"call_event"}
     # A re-tick before the runs finished asks for the same runs: Dagster drops them by run key.
     assert requested(tick(lake, instance)) == requested(result)
 
@@ -66,7 +81,9 @@ def test_nothing_changed_skips(lake: Lake, instance: DagsterInstance) -> None:
     result = tick(lake, instance)
 
     assert result.run_requests == []
-    assert "no staging changes" in result.skip_reason.skip_message
+    reason = result.skip_reason.skip_message
+    assert "hour(s) checked, none changed; the open hour " in reason
+    assert reason.endswith(" UTC")
 
 
 def test_late_object_in_a_closed_hour_triggers_that_hour(
@@ -97,11 +114,38 @@ def test_open_hour_refresh_is_throttled(lake: Lake, instance: DagsterInstance) -
     throttled = tick(lake, instance, cursor=first.cursor)
     assert throttled.run_requests == []
 
+    assert f"the open hour {partition_key(open_hour)} " in throttled.skip_reason.skip_message
     long_ago = (datetime.now(timezone.utc) - timedelta(minutes=16)).isoformat()
-    due = tick(lake, instance, cursor=json.dumps({"call_event": long_ago}))
+    due = tick(lake, instance, cursor=json.dumps({"call_event": long_ago}))  # an old cursor
     assert requested(due) == [expected(lake, open_hour)]
 
     assert tick(lake, instance, open_hour_refresh_seconds=0).run_requests == []
+
+
+def test_a_late_event_for_an_hour_closed_days_ago_is_found_by_its_marker(
+    lake: Lake, instance: DagsterInstance
+) -> None:
+    old = closed_hour(24 * 5)
+    stage(lake.store, "call_event", old, call_events(old))
+    materialize_hour(lake, instance, old)
+    first = tick(lake, instance)
+    assert first.run_requests == []
+
+    stage(lake.store, "call_event", old, call_events(old, prefix="late"))
+    lake.store.put(change_marker_key("call_event", old, datetime.now(timezone.utc)), b"")
+    found = tick(lake, instance, cursor=first.cursor)
+
+    assert requested(found) == [expected(lake, old)]
+    materialize_hour(lake, instance, old)
+    rows = read_parquet(lake.store.get(curated_key("call_event", old, 0)))
+    assert sorted(rows.column("_event_id").to_pylist())[-4:] == [
+        "late-1",
+        "late-2",
+        "late-3",
+        "late-4",
+    ]
+    # The marker is read again for a few minutes (writers' clocks), but the hour is up to date.
+    assert tick(lake, instance, cursor=found.cursor).run_requests == []
 
 
 def test_tick_lists_only_the_look_back_hours(
@@ -117,20 +161,40 @@ def test_tick_lists_only_the_look_back_hours(
     listed: list[str] = []
     original = LocalStore.list
 
-    def recording_list(self: LocalStore, prefix: str):
+    def recording_list(self: LocalStore, prefix: str, start_after: str | None = None):
         listed.append(prefix)
-        return original(self, prefix)
+        return original(self, prefix, start_after)
 
     monkeypatch.setattr(LocalStore, "list", recording_list)
     result = tick(lake, instance)
 
     now = datetime.now(timezone.utc)
     open_hour = hour_floor(now)
-    window = [open_hour - timedelta(hours=n) for n in (3, 2, 1)]
-    window = [h for h in window if now >= h + timedelta(hours=1, minutes=2)] + [open_hour]
-    assert sorted(listed) == sorted(
+    # The look-back hours and the hour before them (its window holds the oldest of them),
+    # each with its own window: the hour before it too.
+    closed = [open_hour - timedelta(hours=n) for n in (4, 3, 2, 1)]
+    candidates = [h for h in closed if now >= h + timedelta(hours=1, minutes=2)] + [open_hour]
+    window = {*candidates, *(hour - timedelta(hours=1) for hour in candidates)}
+    staging = [p for p in listed if p.startswith("staging/")]
+    assert len(staging) == len(set(staging))  # each prefix listed once per tick
+    assert set(staging) == {
         hour_prefix("staging", subject, hour)
         for subject in ("agent_state", "call_event")
         for hour in window
-    )
+    }
+    markers = [zone_prefix(CHANGES, s) for s in ("agent_state", "call_event")]
+    assert sorted(p for p in listed if not p.startswith("staging/")) == sorted(markers * 2)
     assert result.run_requests == []
+
+
+def test_skip_reasons_say_what_the_sensor_waits_for() -> None:
+    now = datetime(2026, 3, 4, 21, 10, tzinfo=timezone.utc)
+    opened = {"call_event": datetime(2026, 3, 4, 21, 5, tzinfo=timezone.utc).isoformat()}
+    assert waiting_for(now, opened, 900, 120) == (
+        "the open hour 2026-03-04-21:00 refreshes at 21:20 UTC"
+    )
+    assert waiting_for(now, opened, 0, 120) == (
+        "the open hour 2026-03-04-21:00 is curated once closed, at 22:02 UTC"
+    )
+    late = {"call_event": datetime(2026, 3, 4, 21, 55, tzinfo=timezone.utc).isoformat()}
+    assert "curated once closed, at 22:02 UTC" in waiting_for(now, late, 900, 120)

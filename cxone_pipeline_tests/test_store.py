@@ -91,3 +91,22 @@ def test_open_store_from_lake_url(tmp_path: Path, s3_endpoint: str) -> None:
     assert isinstance(s3, S3Store) and s3.url == "s3://bucket/some/prefix/"
     with pytest.raises(StoreError, match="unsupported lake URL"):
         open_store(Settings(lake_url="gs://bucket"))
+
+
+@pytest.mark.parametrize(("mode", "folders"), [(None, 0o700), ("0640", 0o750)])
+def test_local_lake_is_private_by_default(tmp_path: Path, mode: str | None, folders: int) -> None:
+    """Staged events hold personal data (transcripts): files 0600 and folders 0700 unless
+    CXONE_PIPELINE_LOCAL_FILE_MODE says otherwise, whatever the umask."""
+    env = {"CXONE_PIPELINE_LAKE_URL": str(tmp_path / "lake")}
+    if mode:
+        env["CXONE_PIPELINE_LOCAL_FILE_MODE"] = mode
+    store = open_store(Settings.from_env(env))
+    previous = os.umask(0o022)
+    try:
+        store.put("staging/call_event/year=2026/month=11/day=27/hour=19/a.jsonl.gz", b"pii")
+    finally:
+        os.umask(previous)
+    files = int(mode, 8) if mode else 0o600
+    created = [tmp_path / "lake", *(tmp_path / "lake").rglob("*")]
+    assert {p.stat().st_mode & 0o777 for p in created if p.is_file()} == {files}
+    assert {p.stat().st_mode & 0o777 for p in created if p.is_dir()} == {folders}

@@ -77,15 +77,19 @@ def test_documented_payloads_curate_with_no_quarantine(tmp_path: Path) -> None:
 def test_every_subject_s_example_body_curates(tmp_path: Path, subject: str) -> None:
     schemas = load_subject(DEFAULT_SCHEMAS_DIR, subject)
     shape = studio_shape(schemas)
+    body = example_body(shape)
     store = LocalStore(tmp_path / "lake")
     with running_landing(store) as url:
         response = httpx.post(
             f"{url}/ingest/{subject}",
-            json=example_body(shape),
+            json=body,
             headers={**AUTH, "X-Schema-Version": shape.version},
         )
     assert response.status_code == 202, response.text
-    assert response.json()["event_ids"] == [f"5000001-{subject}"]
+    # The subject's own id fields (subject.json), else the snippet's eventId.
+    expected_id = body.get("eventId") or schemas.rules.event_id(body)
+    assert response.json()["event_ids"] == [expected_id]
+    assert expected_id.startswith(("5000001", "42"))
     (hour,) = {parse_staging_key(info.key).hour for info in store.list(f"staging/{subject}/")}
     outcome = curate_hour(store, schemas, hour)
     assert (outcome.rows, outcome.rejected) == (1, 0)
@@ -126,6 +130,7 @@ def test_numbers_a_writer_reads_strictly_are_assigned_unquoted(capsys) -> None:
 
 def test_unknown_subject_is_one_line(capsys) -> None:
     assert main(["studio-snippet", "--subject", "nope"]) == 2
+    known = ", ".join(sorted(load_registry(DEFAULT_SCHEMAS_DIR)))
     assert capsys.readouterr().err.strip() == (
-        "cxone-pipeline studio-snippet: unknown subject 'nope'; known: agent_state, call_event"
+        f"cxone-pipeline studio-snippet: unknown subject 'nope'; known: {known}"
     )

@@ -102,6 +102,26 @@ def _basic_authorization(client_id: str, client_secret: Secret) -> str:
     return "Basic " + base64.b64encode(pair).decode()
 
 
+def trusted_endpoint(url: str, config: CXoneConfig, source: str, override: str) -> str:
+    """A discovered endpoint, if it may receive credentials: https (http only in development)
+    on the issuer's own host or a host of the allowed domains. Anything else is refused
+    before it is contacted."""
+    parts = httpx.URL(url)
+    issuer = httpx.URL(config.auth_base_url).host
+    host = parts.host.lower()
+    allowed = host == issuer or any(
+        host == domain or host.endswith("." + domain) for domain in config.allowed_domains
+    )
+    secure = parts.scheme == "https" or (config.allow_http and parts.scheme == "http")
+    if not (allowed and secure) or parts.userinfo:
+        raise CXoneConfigError(
+            f"{source} names {parts.scheme}://{host[:80]}, which is not https on {issuer} or "
+            f"a host under {', '.join(config.allowed_domains)}: refused without contacting it "
+            f"(set {override}, or add the domain to CXONE_ALLOWED_DOMAINS)"
+        )
+    return url
+
+
 def refresh_margin(lifetime: float) -> float:
     return max(MIN_REFRESH_MARGIN_SECONDS, min(REFRESH_MARGIN_SECONDS, lifetime / 2))
 
@@ -248,7 +268,7 @@ class CXoneAuth:
         value = self._json(response, "GET", url).get(key)
         if not isinstance(value, str) or not value:
             raise CXoneConfigError(f"discovery at {url} has no {key!r}: set {override}")
-        return value
+        return trusted_endpoint(value, self._config, f"discovery at {url}", override)
 
     def _json(self, response: httpx.Response, method: str, url: str) -> dict[str, Any]:
         if not response.is_success:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +16,8 @@ from cxone_pipeline.cxone.retry import send_with_retries
 from cxone_pipeline.settings import Secret
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# CXone's reporting APIs may explain an error in this response header rather than the body.
+STATUS_DESCRIPTION_HEADER = "icStatusDescription"
 
 
 class CXoneClient:
@@ -50,34 +52,40 @@ class CXoneClient:
         path: str,
         *,
         json: Any = None,
+        params: Mapping[str, str] | None = None,
         secrets: Iterable[Secret] = (),
+        hints: Mapping[int, str] | None = None,
     ) -> Any:
-        """Call `<api base><path>` and return the decoded JSON body (None when empty).
+        """Call `<api base><path>` and return the decoded JSON body (None when empty, as a
+        204 No Content is).
 
-        `secrets` are values inside `json` that must be masked if CXone echoes them in an error.
+        `secrets` are values inside `json` that must be masked if CXone echoes them in an error;
+        `hints` replace the default advice for an error status.
         """
         deadline_at = time.monotonic() + self.config.retry.deadline
         url = await self._auth.api_base_url() + path
         token = await self._auth.token()
-        response = await self._send(method, url, json, token, deadline_at)
+        response = await self._send(method, url, json, params, token, deadline_at)
         if response.status_code == 401:
             # The token may have been revoked or expired early: one refresh, one more try.
             token = await self._auth.refresh(token)
-            response = await self._send(method, url, json, token, deadline_at)
+            response = await self._send(method, url, json, params, token, deadline_at)
             if response.status_code == 401:
                 raise CXoneAuthError(
                     method,
                     url,
                     401,
                     "a freshly issued token was refused too: "
-                    + body_excerpt(response.text, (*self.config.secrets, token.access_token)),
+                    + _error_text(response, (*self.config.secrets, token.access_token)),
                 )
         if not response.is_success:
+            hint = (hints or {}).get(response.status_code)
             raise CXoneAPIError(
                 method,
                 url,
                 response.status_code,
-                body_excerpt(response.text, (*self.config.secrets, token.access_token, *secrets)),
+                _error_text(response, (*self.config.secrets, token.access_token, *secrets)),
+                hint,
             )
         if not response.content:
             return None
@@ -89,7 +97,13 @@ class CXoneClient:
             ) from None
 
     async def _send(
-        self, method: str, url: str, json: Any, token: Token, deadline_at: float
+        self,
+        method: str,
+        url: str,
+        json: Any,
+        params: Mapping[str, str] | None,
+        token: Token,
+        deadline_at: float,
     ) -> httpx.Response:
         return await send_with_retries(
             self._http,
@@ -97,6 +111,7 @@ class CXoneClient:
                 method,
                 url,
                 json=json,
+                params=params,
                 headers={
                     "Authorization": f"Bearer {token.access_token.reveal()}",
                     "Accept": "application/json",
@@ -106,3 +121,9 @@ class CXoneClient:
             deadline_at=deadline_at,
             idempotent=method in _IDEMPOTENT_METHODS,
         )
+
+
+def _error_text(response: httpx.Response, secrets: Iterable[Secret]) -> str:
+    """CXone's `icStatusDescription` when it sends one, else the start of the body; masked."""
+    description = response.headers.get(STATUS_DESCRIPTION_HEADER)
+    return body_excerpt(description or response.text, secrets)

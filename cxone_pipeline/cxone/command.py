@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
             settings.ingest_tokens,
             subject=args.subject or DEFAULT_SUBJECT,
             action_name=args.name,
+            allow_http=settings.allow_http,
         )
         config = CXoneConfig.from_settings(settings)
         if args.dry_run:

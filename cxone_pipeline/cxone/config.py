@@ -25,6 +25,11 @@ class CXoneConfig:
     scope: str = _DEFAULTS.cxone_scope
     timeout_seconds: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Discovered endpoints must be https on the issuer's host or one of these domains.
+    allowed_domains: tuple[str, ...] = _DEFAULTS.cxone_allowed_domains
+    allow_http: bool = False
+    api_version: str = _DEFAULTS.cxone_api_version  # the NN.N of /incontactapi/services/vNN.N/
+    page_size: int = _DEFAULTS.cxone_page_size  # `top` of Reporting API queries
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CXoneConfig:
@@ -39,6 +44,10 @@ class CXoneConfig:
             dataactions_path=settings.cxone_dataactions_path,
             scope=settings.cxone_scope,
             retry=RetryPolicy(deadline=settings.cxone_deadline_seconds),
+            allowed_domains=settings.cxone_allowed_domains,
+            allow_http=settings.allow_http,
+            api_version=settings.cxone_api_version,
+            page_size=settings.cxone_page_size,
         )
 
     @property

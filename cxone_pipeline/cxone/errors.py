@@ -49,12 +49,14 @@ class CXoneConfigError(CXoneError):
 class CXoneAPIError(CXoneError):
     """CXone answered with a status that retrying cannot fix."""
 
-    def __init__(self, method: str, url: str, status: int, excerpt: str) -> None:
+    def __init__(
+        self, method: str, url: str, status: int, excerpt: str, hint: str | None = None
+    ) -> None:
         self.method = method
         self.url = url
         self.status = status
         self.excerpt = excerpt
-        hint = _HINTS.get(status)
+        hint = hint or _HINTS.get(status)
         message = f"{method} {url} answered {status}: {excerpt}"
         super().__init__(f"{message} ({hint})" if hint else message)
 

@@ -83,8 +83,10 @@ def webhook_spec(
     *,
     subject: str = DEFAULT_SUBJECT,
     action_name: str | None = None,
+    allow_http: bool = False,
 ) -> WebhookSpec:
-    """Validate the request; the URL is used exactly as given (see docs/cxone-setup.md)."""
+    """Validate the request; the URL is used exactly as given (see docs/cxone-setup.md).
+    Errors never repeat the URL: it may come from somewhere a secret can be pasted."""
     if not ingest_tokens:
         raise RegistrationError(
             "CXONE_PIPELINE_INGEST_TOKEN is not set: the landing would refuse CXone's requests; "
@@ -92,16 +94,23 @@ def webhook_spec(
         )
     if not is_valid_subject(subject):
         raise RegistrationError(
-            f"subject {subject!r} is not a subject name (lowercase letters, digits, underscores)"
+            "the subject is not a subject name (lowercase letters, digits, underscores)"
         )
-    url = httpx.URL(webhook_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise RegistrationError(f"webhook URL {webhook_url!r} is not an absolute http(s) URL")
+    try:
+        url = httpx.URL(webhook_url)
+    except httpx.InvalidURL:
+        url = httpx.URL("")
+    schemes = ("https", "http") if allow_http else ("https",)
+    if url.scheme not in schemes or not url.host or url.userinfo:
+        raise RegistrationError(
+            "the webhook URL is not an absolute https:// URL without credentials (CXone sends "
+            "the landing token to it; http:// only with CXONE_PIPELINE_ALLOW_HTTP=true)"
+        )
     url_subject = _subject_in_path(url.path)
     if url_subject is not None and url_subject != subject:
+        shown = repr(url_subject) if is_valid_subject(url_subject) else "another subject"
         raise RegistrationError(
-            f"webhook URL {webhook_url!r} delivers to subject {url_subject!r} but the subject "
-            f"is {subject!r}: make them agree"
+            f"the webhook URL delivers to {shown} but the subject is {subject!r}: make them agree"
         )
     return WebhookSpec(
         webhook_url=webhook_url,

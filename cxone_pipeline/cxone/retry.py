@@ -18,6 +18,8 @@ from cxone_pipeline.cxone.errors import CXoneRetriesExhausted, CXoneTransportErr
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# A server error is retried for reads only: a write answered 500 may have been applied.
+RETRYABLE_WHEN_IDEMPOTENT = frozenset({500})
 # A gateway answering these may have passed the request on; 429 and 503 mean it was refused.
 MAYBE_APPLIED_STATUSES = frozenset({502, 504})
 
@@ -89,7 +91,9 @@ async def send_with_retries(
             if not idempotent:
                 raise _maybe_applied(request, failure) from None
         else:
-            if response.status_code not in RETRYABLE_STATUSES:
+            if response.status_code not in RETRYABLE_STATUSES and not (
+                idempotent and response.status_code in RETRYABLE_WHEN_IDEMPOTENT
+            ):
                 return response
             await response.aclose()
             failure = f"{response.status_code} {response.reason_phrase}".strip()

@@ -1,8 +1,9 @@
 """Per-subject assets: external `staging/<S>`; `curated/<S>` and `quarantine/<S>` built per hour."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -14,14 +15,18 @@ from dagster import (
     HourlyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
     multi_asset,
 )
 
 from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
 from cxone_pipeline.defs.catalog import (
+    DUPLICATES_ACROSS_HOURS,
     DUPLICATES_DROPPED,
     QUARANTINED,
-    column_schema,
+    SUPERSEDED,
     staging_observation,
     zone_attributes,
 )
@@ -32,7 +37,9 @@ from cxone_pipeline.defs.checks import (
     recent_quarantine,
     recent_summary,
 )
+from cxone_pipeline.defs.curated_io import CURATED_IO_MANAGER
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
+from cxone_pipeline.display import top_counts
 from cxone_pipeline.lake.layout import (
     CURATED,
     PARTITION_KEY_FORMAT,
@@ -40,7 +47,10 @@ from cxone_pipeline.lake.layout import (
     STAGING,
     partition_hour,
 )
+from cxone_pipeline.registry import SubjectSchemas
 from cxone_pipeline.report import sample_records, top_reasons
+from cxone_pipeline.resolve import canonical_arrow_schema
+from cxone_pipeline.resolve.arrow_schema import METADATA_DOCS
 
 MANIFEST_DIGEST = "staging_manifest_digest"
 REGISTRY_FINGERPRINT = "registry_fingerprint"
@@ -61,6 +71,28 @@ def staging_spec(subject: str) -> AssetSpec:
     return AssetSpec(asset_key(STAGING, subject), **zone_attributes(STAGING, subject))
 
 
+def _table_schema(schema: pa.Schema, docs: Mapping[str, str] | None = None) -> TableSchema:
+    """Columns with their types and, where `docs` has one, their description."""
+    docs = docs or {}
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=f.name,
+                type=str(f.type),
+                description=docs.get(f.name),
+                constraints=TableColumnConstraints(nullable=f.nullable),
+            )
+            for f in schema
+        ]
+    )
+
+
+def column_docs(schemas: SubjectSchemas) -> dict[str, str]:
+    """What each curated column means: canonical.avsc's docs, then the pipeline's columns'."""
+    docs = {f["name"]: f["doc"] for f in schemas.canonical.document["fields"] if f.get("doc")}
+    return {**docs, **METADATA_DOCS}
+
+
 def _counts(counts: dict[str, int]) -> MetadataValue:
     return MetadataValue.json(dict(sorted(counts.items())))
 
@@ -75,11 +107,15 @@ def _curated_metadata(outcome: HourOutcome, url: str) -> dict[str, Any]:
         "rejects_per_code": _counts(result.rejects_per_code),
         QUARANTINED: outcome.rejected,
         DUPLICATES_DROPPED: result.duplicates_dropped,
+        DUPLICATES_ACROSS_HOURS: result.duplicates_across_hours,
+        SUPERSEDED: result.superseded,
+        "event_time_fallbacks": outcome.event_time_fallbacks,
         "unmapped_field_count": sum(result.unmapped_fields.values()),
-        "unmapped_fields": MetadataValue.json(dict(sorted(result.unmapped_fields.items()))),
-        "unknown_versions": MetadataValue.json(dict(result.unknown_versions)),
+        # Names chosen by senders: the largest counts only, names bounded (display.py).
+        "unmapped_fields": MetadataValue.json(top_counts(result.unmapped_fields)),
+        "unknown_versions": MetadataValue.json(top_counts(result.unknown_versions)),
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
-        MANIFEST_DIGEST: outcome.manifest.digest,
+        MANIFEST_DIGEST: outcome.window_digest,
         "staging_object_count": outcome.manifest.count,
         "files": MetadataValue.json([f"{url}/{key}" for key in outcome.curated_keys]),
     }
@@ -107,7 +143,9 @@ def curate_assets(
     @multi_asset(
         name=f"curate_{subject}",
         specs=[
-            AssetSpec(curated, deps=[staging], **zone_attributes(CURATED, subject)),
+            AssetSpec(
+                curated, deps=[staging], **zone_attributes(CURATED, subject)
+            ).with_io_manager_key(CURATED_IO_MANAGER),
             AssetSpec(quarantine, deps=[staging], **zone_attributes(QUARANTINE, subject)),
         ],
         check_specs=check_specs(curated, partitions),
@@ -121,7 +159,7 @@ def curate_assets(
         store = lake.store()
         url = store.url.rstrip("/")
         schemas = curation.subject(subject)
-        columns = column_schema(schemas)
+        column_schema = _table_schema(canonical_arrow_schema(schemas), column_docs(schemas))
         checks: dict[str, list[CheckOutcome]] = {}
         # Each hour is read, written, recorded and checked on its own, also in a backfill run
         # of many hours; only the small check outcomes are kept until the end of the run.
@@ -130,7 +168,7 @@ def curate_assets(
             context.add_asset_metadata(
                 {
                     **_curated_metadata(outcome, url),
-                    "dagster/column_schema": columns,
+                    "dagster/column_schema": column_schema,
                 },
                 asset_key=curated,
                 partition_key=key,
@@ -140,11 +178,15 @@ def curate_assets(
             )
             context.log.info(
                 f"{subject} {key}: {outcome.rows} rows, {outcome.rejected} quarantined, "
-                f"{outcome.result.duplicates_dropped} duplicates from "
+                f"{outcome.result.duplicates_dropped} duplicates, "
+                f"{outcome.result.duplicates_across_hours} copies kept in another hour, "
+                f"{outcome.result.superseded} superseded from "
                 f"{outcome.manifest.count} staging objects"
             )
             yield staging_observation(subject, key, outcome.manifest)
-            checks[key] = check_outcomes(outcome, store, curation.quarantine_rate_max)
+            checks[key] = check_outcomes(
+                outcome, store, curation.quarantine_rate_max, schemas.rules.horizon_hours
+            )
         recent = recent_quarantine(context.instance, curated, checks, curation.quarantine_rate_max)
         context.add_asset_metadata(
             recent_summary(recent), asset_key=curated, partition_key=context.partition_keys[-1]

@@ -2,45 +2,28 @@
 
 Asset keys stay `<zone>/<subject>` (DESIGN.md); the zone also shows as the asset's group
 (`<subject>/<zone>`, drawn as a labelled box in the lineage), the first words of its
-description, and a `zone` tag the catalog can filter on.
+description, and a `zone` tag the catalog can filter on. Column descriptions come from
+`canonical.avsc` (`assets.column_docs`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dagster import (
-    AssetObservation,
-    MetadataValue,
-    TableColumn,
-    TableColumnConstraints,
-    TableSchema,
-)
+from dagster import AssetObservation, MetadataValue
 
 from cxone_pipeline.curate import Manifest
 from cxone_pipeline.lake.layout import CURATED, QUARANTINE, STAGING, zone_prefix
-from cxone_pipeline.registry import SubjectSchemas
-from cxone_pipeline.resolve import canonical_arrow_schema
-from cxone_pipeline.resolve.arrow_schema import (
-    EVENT_ID,
-    RECEIVED_AT,
-    SCHEMA_VERSION,
-    UNMAPPED_FIELDS,
-)
 
 ZONE_TAG = "zone"
 # Metadata keys of curated/<S> materializations that other code reads back.
 QUARANTINED = "quarantined"
 DUPLICATES_DROPPED = "duplicates_dropped"
+DUPLICATES_ACROSS_HOURS = "duplicates_across_hours"
+SUPERSEDED = "superseded_invalid_copies"
+COPIES_DROPPED = (DUPLICATES_DROPPED, DUPLICATES_ACROSS_HOURS, SUPERSEDED)
 RECENT_FAILING_HOURS = "recent_failing_hours"
 _KINDS = {STAGING: {"json"}, CURATED: {"parquet"}, QUARANTINE: {"json"}}
-METADATA_COLUMN_DOCS = {
-    EVENT_ID: "The event's id (subject.json's event_id fields, else eventId/event_id, the "
-    "Idempotency-Key header or sha256 of the payload): one row per id.",
-    SCHEMA_VERSION: "The writer schema version the event was resolved from (schemas/<subject>/).",
-    RECEIVED_AT: "When the landing (or the import) received the event, UTC.",
-    UNMAPPED_FIELDS: "JSON object of the payload fields no writer schema declares, or null.",
-}
 
 
 def zone_group(subject: str, zone: str) -> str:
@@ -75,22 +58,6 @@ def zone_attributes(zone: str, subject: str) -> dict[str, Any]:
         "tags": {ZONE_TAG: zone},
         "kinds": _KINDS[zone],
     }
-
-
-def column_schema(schemas: SubjectSchemas) -> TableSchema:
-    """The curated table's columns with their types and the `doc` of canonical.avsc."""
-    docs = {f["name"]: f.get("doc") for f in schemas.canonical.document["fields"]}
-    return TableSchema(
-        columns=[
-            TableColumn(
-                name=column.name,
-                type=str(column.type),
-                description=docs.get(column.name) or METADATA_COLUMN_DOCS.get(column.name),
-                constraints=TableColumnConstraints(nullable=column.nullable),
-            )
-            for column in canonical_arrow_schema(schemas)
-        ]
-    )
 
 
 def staging_observation(subject: str, partition: str, manifest: Manifest) -> AssetObservation:

@@ -2,6 +2,7 @@
 
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from dagster import (
@@ -33,10 +34,11 @@ from cxone_pipeline.curate import (
     check_schema_drift,
     check_unique_event_ids,
 )
-from cxone_pipeline.defs.catalog import DUPLICATES_DROPPED, QUARANTINED, RECENT_FAILING_HOURS
+from cxone_pipeline.defs.catalog import COPIES_DROPPED, QUARANTINED, RECENT_FAILING_HOURS
 from cxone_pipeline.defs.resources import CurationSettings
 from cxone_pipeline.lake.layout import partition_key
 from cxone_pipeline.lake.store import Store
+from cxone_pipeline.registry.propose import pending_proposal
 from cxone_pipeline.report import (
     RECENT_HOURS,
     RECENT_QUARANTINE_RATE,
@@ -48,12 +50,14 @@ from cxone_pipeline.report import (
 
 
 def check_descriptions(subject: str) -> dict[str, str]:
-    """Each check's description, in Markdown as the UI renders it: names are in code spans."""
+    """Each check's description, in Markdown as the UI renders it: names are in code spans,
+    and the subject is named (a `<subject>` placeholder would be swallowed as an HTML tag)."""
     return {
         "schema_drift": (
             "WARN when payloads carry fields no schema declares (kept in `_unmapped_fields`); "
             "ERROR when events name an unknown schema version or match no writer schema. Fix: "
-            f"add `schemas/{subject}/vN.avsc`, then let `nightly_reconcile` re-run the hours; "
+            f"add `schemas/{subject}/vN.avsc` (`cxone-pipeline schemas propose` or the "
+            "`propose_schema` job drafts it), then let `nightly_reconcile` re-run the hours; "
             f"`{OPERATIONS_DOC}`"
         ),
         "quarantine_rate": (
@@ -63,8 +67,9 @@ def check_descriptions(subject: str) -> dict[str, str]:
             f"`{OPERATIONS_DOC}`"
         ),
         "unique_event_ids": (
-            "ERROR when an `_event_id` occurs twice in the hour's curated Parquet, read back from "
-            f"the lake. Re-materialize the partition; `{OPERATIONS_DOC}`"
+            "ERROR when an `_event_id` occurs twice in the hour's curated Parquet, or is also "
+            "curated in a neighbour hour within the subject's dedupe horizon, read back from the "
+            f"lake. Re-materialize the partition and its neighbours; `{OPERATIONS_DOC}`"
         ),
         RECENT_QUARANTINE_RATE: (
             f"ERROR while any of the last {RECENT_HOURS} hours, as last materialized, quarantined "
@@ -75,7 +80,14 @@ def check_descriptions(subject: str) -> dict[str, str]:
     }
 
 
-def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> list[AssetCheckSpec]:
+def check_specs(
+    asset_key: AssetKey,
+    partitions_def: PartitionsDefinition,
+    descriptions: Mapping[str, str] | None = None,
+) -> list[AssetCheckSpec]:
+    """The checks of `asset_key`: `descriptions` by name, by default the curated checks'."""
+    if descriptions is None:
+        descriptions = check_descriptions(asset_key.path[-1])
     # Partitioned checks are a preview in Dagster 1.13, and what lets the UI show a result per
     # hour; the preview notice is silenced here rather than printed at every definitions load.
     with warnings.catch_warnings():
@@ -88,18 +100,27 @@ def check_specs(asset_key: AssetKey, partitions_def: PartitionsDefinition) -> li
                 # The rolling check looks across hours: one result for the asset, not per hour.
                 partitions_def=None if name == RECENT_QUARANTINE_RATE else partitions_def,
             )
-            for name, description in check_descriptions(asset_key.path[-1]).items()
+            for name, description in descriptions.items()
         ]
 
 
 def check_outcomes(
-    outcome: HourOutcome, store: Store, quarantine_rate_max: float
+    outcome: HourOutcome, store: Store, quarantine_rate_max: float, horizon_hours: int
 ) -> list[CheckOutcome]:
     return [
-        check_schema_drift(outcome),
+        with_pending_proposal(check_schema_drift(outcome), outcome, store),
         check_quarantine_rate(outcome, quarantine_rate_max),
-        check_unique_event_ids(store, outcome.subject, outcome.hour),
+        check_unique_event_ids(store, outcome.subject, outcome.hour, horizon_hours),
     ]
+
+
+def with_pending_proposal(drift: CheckOutcome, outcome: HourOutcome, store: Store) -> CheckOutcome:
+    """Drift flagged: say whether a proposal against the current registry waits in the lake."""
+    if drift.passed:
+        return drift
+    pending = pending_proposal(store, outcome.subject, outcome.registry_fingerprint)
+    found = f"{store.url.rstrip('/')}/{pending}" if pending else "none"
+    return replace(drift, metadata={**drift.metadata, "pending_proposal": found})
 
 
 def target_materialization(
@@ -152,8 +173,9 @@ def _recorded_tally(
         entry = metadata.get(key)
         return int(entry.value) if entry is not None else 0
 
+    # Every staged line of the hour is a row, a reject or a copy that lost to another.
     quarantined = number(QUARANTINED)
-    read = number("dagster/row_count") + quarantined + number(DUPLICATES_DROPPED)
+    read = quarantined + sum(map(number, ("dagster/row_count", *COPIES_DROPPED)))
     return HourTally(partition, quarantined, read)
 
 

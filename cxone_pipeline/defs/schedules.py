@@ -13,7 +13,7 @@ from dagster import (
     schedule,
 )
 
-from cxone_pipeline.curate import reconcile_hours, run_reason, staging_manifest
+from cxone_pipeline.curate import Manifest, reconcile_hours, run_reason, staging_window
 from cxone_pipeline.defs.assets import recorded_inputs
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.defs.sensors import subject_assets
@@ -47,17 +47,20 @@ def build_reconcile_schedule(
         for subject in subjects:
             if subject not in registry:
                 continue
-            fingerprint = registry[subject].fingerprint
+            schemas = registry[subject]
+            fingerprint = schemas.fingerprint
+            listed: dict[datetime, Manifest] = {}
             for hour in hours:
                 partition = partition_key(hour)
-                manifest = staging_manifest(store, subject, hour)
+                window = staging_window(store, schemas, hour, now, listed)
                 recorded = recorded_inputs(context.instance, subject, partition)
-                reason = run_reason(manifest, recorded, fingerprint)
+                reason = run_reason(window, recorded, schemas)
                 if reason is None:
                     continue
+                digest = window.digest(True)
                 requests.append(
                     RunRequest(
-                        run_key=f"{subject}:{partition}:{manifest.digest[:16]}:{fingerprint[:16]}",
+                        run_key=f"{subject}:{partition}:{digest[:16]}:{fingerprint[:16]}",
                         partition_key=partition,
                         asset_selection=subject_assets(subject),
                         tags={"cxone/trigger": "nightly_reconcile", "cxone/reason": reason},

@@ -1,8 +1,9 @@
-"""`staging_sensor`: request a run for each recent hour whose staging objects changed."""
+"""`staging_sensor`: request a run for each hour whose staging window changed."""
 
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -15,19 +16,62 @@ from dagster import (
     sensor,
 )
 
-from cxone_pipeline.curate import sensor_hours, staging_changed, staging_manifest
+from cxone_pipeline.curate import (
+    Manifest,
+    plan_sensor_hours,
+    prune_change_markers,
+    staging_changed,
+    staging_window,
+)
 from cxone_pipeline.defs.assets import asset_key, recorded_inputs
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
-from cxone_pipeline.lake.layout import CURATED, QUARANTINE, hour_floor, partition_key
+from cxone_pipeline.lake.layout import (
+    CURATED,
+    QUARANTINE,
+    hour_floor,
+    partition_hour,
+    partition_key,
+)
+
+# Markers older than this have been read long ago (the cursor only looks back minutes).
+MARKER_RETENTION = timedelta(days=1)
 
 
-def run_key(subject: str, partition: str, manifest_digest: str) -> str:
-    """Same subject, hour and staging contents give the same key, so a re-tick never doubles."""
-    return f"{subject}:{partition}:{manifest_digest[:16]}"
+def run_key(subject: str, partition: str, window_digest: str) -> str:
+    """Same subject, hour and staging window give the same key, so a re-tick never doubles."""
+    return f"{subject}:{partition}:{window_digest[:16]}"
 
 
 def subject_assets(subject: str) -> list[AssetKey]:
     return [asset_key(CURATED, subject), asset_key(QUARANTINE, subject)]
+
+
+def _read_cursor(cursor: str | None) -> dict[str, dict[str, Any]]:
+    state = json.loads(cursor) if cursor else {}
+    if state and "open" not in state:  # the cursor of earlier releases: open-hour times only
+        state = {"open": state}
+    return {part: state.get(part, {}) for part in ("open", "markers", "waiting")}
+
+
+def open_hour_due(last: str | None, now: datetime, refresh_seconds: int) -> bool:
+    if refresh_seconds <= 0:
+        return False
+    return last is None or now - datetime.fromisoformat(last) >= timedelta(seconds=refresh_seconds)
+
+
+def waiting_for(
+    now: datetime, opened: dict[str, str], refresh_seconds: int, grace_seconds: int
+) -> str:
+    """What the sensor waits for, in words, for its skip reason."""
+    closes = hour_floor(now) + timedelta(hours=1, seconds=grace_seconds)
+    parts = [f"the open hour {partition_key(now)} is curated once closed, at {closes:%H:%M} UTC"]
+    if refresh_seconds > 0 and opened:
+        next_refresh = min(datetime.fromisoformat(t) for t in opened.values()) + timedelta(
+            seconds=refresh_seconds
+        )
+        if next_refresh < closes:
+            parts[0] = f"the open hour {partition_key(now)} refreshes at {next_refresh:%H:%M} UTC"
+    return "; ".join(parts)
 
 
 def build_staging_sensor(
@@ -39,11 +83,12 @@ def build_staging_sensor(
         default_status=DefaultSensorStatus.RUNNING,
         asset_selection=AssetSelection.assets(*(k for s in subjects for k in subject_assets(s))),
         description=(
-            "Lists only the staging hour prefixes of the look-back window (the open hour and "
-            "CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS closed hours) and requests a run for each hour "
-            "whose staging manifest differs from the one its last materialization recorded. "
-            "Closed hours wait CXONE_PIPELINE_CLOSE_GRACE_SECONDS past the hour; the open hour "
-            "runs at most every CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS (0: never)."
+            "Requests a run for each hour whose staging window (the hour's objects and those "
+            "of the neighbour hours within the subject's dedupe horizon) differs from what its "
+            "last materialization read. Looks at the open hour (at most every "
+            "CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS), the CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS "
+            "closed hours, and any hour a change marker names (late events, imports, pulls), "
+            "however old. Closed hours wait CXONE_PIPELINE_CLOSE_GRACE_SECONDS past the hour."
         ),
     )
     def staging_sensor(
@@ -51,50 +96,57 @@ def build_staging_sensor(
     ) -> SensorResult:
         now = datetime.now(timezone.utc)
         store = lake.store()
-        # The cursor remembers, per subject, when the open hour was last requested: the throttle.
-        open_requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        refresh = timedelta(seconds=curation.open_hour_refresh_seconds)
-        open_hour = hour_floor(now)
-        requests = []
+        registry = curation.registry()
+        cursor = _read_cursor(context.cursor)
+        opened, requests, checked = cursor["open"], [], 0
         for subject in subjects:
-            last = open_requested.get(subject)
-            open_due = curation.open_hour_refresh_seconds > 0 and (
-                last is None or now - datetime.fromisoformat(last) >= refresh
-            )
-            hours = sensor_hours(
+            if subject not in registry:
+                continue
+            schemas = registry[subject]
+            open_due = open_hour_due(opened.get(subject), now, curation.open_hour_refresh_seconds)
+            plan = plan_sensor_hours(
+                store,
+                schemas,
                 now,
-                curation.lookback_hours,
-                timedelta(seconds=curation.close_grace_seconds),
-                open_due,
-                first_hour,
+                lookback_hours=curation.lookback_hours,
+                close_grace=timedelta(seconds=curation.close_grace_seconds),
+                open_hour_due=open_due,
+                first_hour=first_hour,
+                last_marker=cursor["markers"].get(subject),
+                waiting=[partition_hour(k) for k in cursor["waiting"].get(subject, [])],
             )
-            for hour in hours:
+            cursor["markers"][subject] = plan.last_marker
+            cursor["waiting"][subject] = [partition_key(h) for h in plan.waiting]
+            prune_change_markers(store, subject, now - MARKER_RETENTION)
+            checked += len(plan.hours)
+            listed: dict[datetime, Manifest] = {}
+            for hour in plan.hours:
                 partition = partition_key(hour)
-                manifest = staging_manifest(store, subject, hour)
-                if not staging_changed(
-                    manifest, recorded_inputs(context.instance, subject, partition)
-                ):
+                window = staging_window(store, schemas, hour, now, listed)
+                recorded = recorded_inputs(context.instance, subject, partition)
+                if not staging_changed(window, recorded, schemas):
                     continue
                 requests.append(
                     RunRequest(
-                        run_key=run_key(subject, partition, manifest.digest),
+                        run_key=run_key(subject, partition, window.digest(True)),
                         partition_key=partition,
                         asset_selection=subject_assets(subject),
                         tags={
                             "cxone/trigger": "staging_sensor",
-                            "cxone/staging_objects": str(manifest.count),
+                            "cxone/staging_objects": str(window.own.count),
                         },
                     )
                 )
-                if hour == open_hour:
-                    open_requested[subject] = now.isoformat()
+                if hour == hour_floor(now):  # the refresh throttle starts with a run
+                    opened[subject] = now.isoformat()
+        state = json.dumps(cursor, sort_keys=True)
         if not requests:
-            return SensorResult(
-                skip_reason=f"no staging changes in the last {curation.lookback_hours} hours",
-                cursor=json.dumps(open_requested, sort_keys=True),
+            waiting = waiting_for(
+                now, opened, curation.open_hour_refresh_seconds, curation.close_grace_seconds
             )
-        return SensorResult(
-            run_requests=requests, cursor=json.dumps(open_requested, sort_keys=True)
-        )
+            return SensorResult(
+                skip_reason=f"{checked} hour(s) checked, none changed; {waiting}", cursor=state
+            )
+        return SensorResult(run_requests=requests, cursor=state)
 
     return staging_sensor

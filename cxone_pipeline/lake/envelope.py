@@ -56,4 +56,7 @@ def supplied_id(value: str, where: str) -> str:
 
 
 def format_received_at(moment: datetime) -> str:
-    return moment.strftime(RECEIVED_AT_FORMAT)
+    """RECEIVED_AT_FORMAT of a UTC moment (isoformat: several times cheaper than strftime)."""
+    if moment.utcoffset():
+        return moment.strftime(RECEIVED_AT_FORMAT)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -1,4 +1,4 @@
-"""The lake's key layout: the only place that builds or parses staging, curated and quarantine keys.
+"""The lake's key layout: the only place that builds or parses the keys of every zone.
 
 Keys are built from validated subject names and server-generated parts only.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 STAGING = "staging"
 CURATED = "curated"
@@ -16,11 +16,16 @@ QUARANTINE = "quarantine"
 # Small markers writers leave when they stage into an hour other than the one they write in
 # (late events, imports, pulls), so the sensor finds those hours without listing staging.
 CHANGES = "changes"
-ZONES = (STAGING, CURATED, QUARANTINE, CHANGES)
+# Daily tables built on curated hours (`cxone_pipeline.marts`), one folder per mart.
+MARTS = "marts"
+# Schema proposals (`schemas propose`, the propose_schema job) left for review.
+PROPOSALS = "proposals"
+ZONES = (STAGING, CURATED, QUARANTINE, CHANGES, MARTS, PROPOSALS)
 # The subject of `POST /ingest` without a subject: CXone's call events.
 DEFAULT_SUBJECT = "call_event"
 
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+DAY_PARTITION_KEY_FORMAT = "%Y-%m-%d"
 _SUBJECT_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HOUR_PATH_RE = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})")
 _STAGING_KEY_RE = re.compile(
@@ -78,6 +83,15 @@ def partition_hour(key: str) -> datetime:
         ) from None
 
 
+def partition_day(key: str) -> date:
+    try:
+        return datetime.strptime(key, DAY_PARTITION_KEY_FORMAT).date()
+    except ValueError:
+        raise InvalidName(
+            f"invalid daily partition key {key[:40]!r}: expected YYYY-MM-DD"
+        ) from None
+
+
 def zone_prefix(zone: str, subject: str) -> str:
     if zone not in ZONES:
         raise InvalidName(f"unknown lake zone {zone!r}")
@@ -88,8 +102,11 @@ def hour_prefix(zone: str, subject: str, hour: datetime) -> str:
     return f"{zone_prefix(zone, subject)}{hour_path(hour)}/"
 
 
+_STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return moment.astimezone(timezone.utc).strftime(_STAMP_FORMAT)
 
 
 def staging_key(subject: str, received_at: datetime, hour: datetime | None = None) -> str:
@@ -100,9 +117,19 @@ def staging_key(subject: str, received_at: datetime, hour: datetime | None = Non
 
 def import_key(subject: str, hour: datetime, digest: str) -> str:
     """A deterministic staging key for historical imports, so re-running one is idempotent."""
+    return _content_key("import", subject, hour, digest)
+
+
+def pull_key(subject: str, hour: datetime, digest: str) -> str:
+    """A deterministic staging key for records pulled from CXone: a re-pull of unchanged
+    records names the object already there."""
+    return _content_key("pull", subject, hour, digest)
+
+
+def _content_key(source: str, subject: str, hour: datetime, digest: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{16,64}", digest):
-        raise InvalidName("import digest must be lowercase hex")
-    return f"{hour_prefix(STAGING, subject, hour)}import-{digest}.jsonl.gz"
+        raise InvalidName(f"{source} digest must be lowercase hex")
+    return f"{hour_prefix(STAGING, subject, hour)}{source}-{digest}.jsonl.gz"
 
 
 def curated_key(subject: str, hour: datetime, part: int) -> str:
@@ -111,6 +138,15 @@ def curated_key(subject: str, hour: datetime, part: int) -> str:
 
 def quarantine_key(subject: str, hour: datetime) -> str:
     return f"{hour_prefix(QUARANTINE, subject, hour)}rejects.jsonl.gz"
+
+
+def mart_prefix(mart: str, day: date) -> str:
+    """The folder of one day of a mart; mart names follow the subject naming rule."""
+    return f"{zone_prefix(MARTS, mart)}year={day:%Y}/month={day:%m}/day={day:%d}/"
+
+
+def mart_key(mart: str, day: date, part: int) -> str:
+    return f"{mart_prefix(mart, day)}part-{part:05d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -138,6 +174,7 @@ _CHANGE_RE = re.compile(
 class ChangeMarker:
     subject: str
     hour: datetime
+    written_at: datetime
     key: str
 
 
@@ -159,4 +196,39 @@ def parse_change_marker(key: str) -> ChangeMarker | None:
     if not match:
         return None
     hour = datetime.strptime(match["hour"], "%Y%m%d%H").replace(tzinfo=timezone.utc)
-    return ChangeMarker(match["subject"], hour, key)
+    written = datetime.strptime(match["written"], _STAMP_FORMAT).replace(tzinfo=timezone.utc)
+    return ChangeMarker(match["subject"], hour, written, key)
+
+
+_PROPOSAL_FILE_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\.(?:avsc|json|txt)")
+_PROPOSAL_RE = re.compile(
+    rf"{PROPOSALS}/(?P<subject>[a-z][a-z0-9_]{{0,63}})/(?P<made>\d{{8}}T\d{{6}}\.\d{{6}}Z)-"
+    r"(?P<fingerprint>[0-9a-f]{16})/(?P<name>[a-z0-9][a-z0-9._-]{0,63}\.(?:avsc|json|txt))"
+)
+
+
+@dataclass(frozen=True)
+class ProposalObject:
+    subject: str
+    folder: str  # the proposal's key prefix, one per proposal
+    fingerprint: str  # first 16 hex digits of the registry fingerprint it extends
+    name: str
+    key: str
+
+
+def proposal_key(subject: str, made_at: datetime, fingerprint: str, name: str) -> str:
+    """A file of the proposal made at `made_at` against the registry with `fingerprint`;
+    proposals' folders sort by the time they were made."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", fingerprint):
+        raise InvalidName("registry fingerprint must be lowercase hex")
+    if not _PROPOSAL_FILE_RE.fullmatch(name):
+        raise InvalidName(f"invalid proposal file name {name[:80]!r}")
+    return f"{zone_prefix(PROPOSALS, subject)}{_stamp(made_at)}-{fingerprint[:16]}/{name}"
+
+
+def parse_proposal_key(key: str) -> ProposalObject | None:
+    match = _PROPOSAL_RE.fullmatch(key)
+    if not match:
+        return None
+    folder = key[: -len(match["name"])]
+    return ProposalObject(match["subject"], folder, match["fingerprint"], match["name"], key)

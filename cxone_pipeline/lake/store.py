@@ -64,12 +64,21 @@ def _check_key(key: str) -> str:
     return key
 
 
-class LocalStore:
-    """A folder on a local disk. Writes are atomic and durable: temp file, fsync, rename."""
+def folder_mode(file_mode: int) -> int:
+    """The folder mode that matches a file mode: search (x) wherever read (r) is allowed."""
+    return file_mode | ((file_mode & 0o444) >> 2)
 
-    def __init__(self, root: str | Path) -> None:
+
+class LocalStore:
+    """A folder on a local disk. Writes are atomic and durable: temp file, fsync, rename.
+    Files it creates get `file_mode` (default 0600: staged events are personal data) and
+    folders the matching mode (0700), whatever the umask."""
+
+    def __init__(self, root: str | Path, file_mode: int = 0o600) -> None:
         self.root = Path(root).resolve()
         self.url = self.root.as_uri()
+        self.file_mode = file_mode
+        self.folder_mode = folder_mode(file_mode)
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -82,8 +91,9 @@ class LocalStore:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             self._make_dirs(path.parent)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
             try:
+                os.fchmod(fd, self.file_mode)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
@@ -97,8 +107,7 @@ class LocalStore:
                 tmp.unlink()
             raise StoreError(f"cannot write {key!r} under {self.root}: {exc.strerror}") from exc
 
-    @staticmethod
-    def _make_dirs(folder: Path) -> None:
+    def _make_dirs(self, folder: Path) -> None:
         """mkdir -p, then fsync the parent of every folder created, so a new hour folder
         survives a power loss as surely as the object written into it."""
         missing = []
@@ -106,7 +115,8 @@ class LocalStore:
             missing.append(folder)
             folder = folder.parent
         for created in reversed(missing):
-            created.mkdir(exist_ok=True)
+            created.mkdir(self.folder_mode, exist_ok=True)
+            created.chmod(self.folder_mode)
             _fsync_dir(created.parent)
 
     def get(self, key: str) -> bytes:
@@ -250,7 +260,7 @@ def open_store(settings: Settings, client: Any = None) -> Store:
             settings.s3_kms_key_id,
         )
     if parsed.scheme == "file":
-        return LocalStore(parsed.path)
+        return LocalStore(parsed.path, settings.local_file_mode)
     if parsed.scheme in ("", None) or len(parsed.scheme) == 1:  # a plain or Windows path
-        return LocalStore(url)
+        return LocalStore(url, settings.local_file_mode)
     raise StoreError(f"unsupported lake URL {url!r}: use a path, file:///abs/path or s3://bucket")

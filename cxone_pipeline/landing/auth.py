@@ -1,61 +1,122 @@
-"""Who may post: bearer tokens (several, for rotation) or HMAC-signed bodies."""
+"""Who may post: bearer tokens (several, for rotation) or Standard Webhooks signatures.
+
+Everything that can be decided from the headers is decided before the body is read: a
+request that cannot possibly verify never gets its body buffered. A signed request carries
+`webhook-id` (the event id), `webhook-timestamp` and `webhook-signature`
+(`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, several space-separated during a
+rotation); each secret belongs to one subject, so a signature is only good on that path.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
 
 from cxone_pipeline.landing.intake import IntakeError
-from cxone_pipeline.settings import Secret
+from cxone_pipeline.settings import Secret, webhook_key
 
-SIGNATURE_HEADER = "x-cxone-signature"
-REPLAY_WINDOW_SECONDS = 300
+WEBHOOK_ID = "webhook-id"
+WEBHOOK_TIMESTAMP = "webhook-timestamp"
+WEBHOOK_SIGNATURE = "webhook-signature"
+SIGNATURE_HEADERS = (WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE)
+# Standard Webhooks' recommended tolerance; the future gets only clock skew, so a request
+# signed "in the future" cannot outlive the window.
+TOLERANCE_SECONDS = 300
+FUTURE_SKEW_SECONDS = 30
+MAX_SIGNATURES = 16
+_DIGEST_BYTES = hashlib.sha256().digest_size
+_WEBHOOK_ID_RE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
 
 
 def unauthorized(detail: str) -> IntakeError:
     return IntakeError(401, "unauthorized", detail)
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The `X-CXone-Signature` value for a body (used by senders and tests)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """A `webhook-signature` value (`v1,<base64>`) for a body; used by senders and tests."""
+    digest = hmac.new(
+        webhook_key(Secret(secret)), _signed_content(webhook_id, timestamp, body), "sha256"
+    )
+    return "v1," + base64.b64encode(digest.digest()).decode()
+
+
+def signed_headers(
+    secret: str, webhook_id: str, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
+    """The three Standard Webhooks headers of a body signed now (or at `timestamp`)."""
+    moment = int(time.time()) if timestamp is None else timestamp
+    return {
+        WEBHOOK_ID: webhook_id,
+        WEBHOOK_TIMESTAMP: str(moment),
+        WEBHOOK_SIGNATURE: sign(secret, webhook_id, moment, body),
+    }
+
+
+def _signed_content(webhook_id: str, timestamp: int, body: bytes) -> bytes:
+    return f"{webhook_id}.{timestamp}.".encode() + body
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signed request whose headers could verify; the body decides."""
+
+    subject: str
+    webhook_id: str
+    timestamp: int
+    signatures: tuple[bytes, ...]
 
 
 class Authenticator:
     def __init__(
         self,
-        tokens: tuple[Secret, ...],
-        hmac_secret: Secret | None,
+        tokens: Sequence[Secret],
+        webhook_secrets: Sequence[tuple[str, Secret]] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._tokens = tuple(t.reveal().encode() for t in tokens)
-        self._hmac_key = hmac_secret.reveal().encode() if hmac_secret else None
+        self._keys: dict[str, tuple[bytes, ...]] = {}
+        for subject, secret in webhook_secrets:
+            self._keys[subject] = (*self._keys.get(subject, ()), webhook_key(secret))
         self._clock = clock
 
     def __repr__(self) -> str:
-        return f"Authenticator(tokens={len(self._tokens)}, hmac={self._hmac_key is not None})"
+        return f"Authenticator(tokens={len(self._tokens)}, signed_subjects={sorted(self._keys)})"
 
     @property
     def configured(self) -> bool:
-        return bool(self._tokens) or self._hmac_key is not None
+        return bool(self._tokens or self._keys)
 
-    def needs_body(self, headers: Mapping[str, str]) -> bool:
-        """Signed requests can only be checked once the whole body is read."""
-        return "authorization" not in headers and SIGNATURE_HEADER in headers
+    @property
+    def signed_subjects(self) -> frozenset[str]:
+        return frozenset(self._keys)
 
-    def check_bearer(self, headers: Mapping[str, str]) -> None:
-        header = headers.get("authorization")
-        if header is None:
-            if SIGNATURE_HEADER in headers and self._hmac_key is not None:
-                return  # checked once the body is read
-            if SIGNATURE_HEADER in headers:
-                raise unauthorized(
-                    "request signing is not enabled on this server: use a bearer token"
-                )
-            raise unauthorized("missing credentials: send Authorization: Bearer <token>")
+    def authenticate(self, headers: Headers, subject: str) -> Signed | None:
+        """Check the bearer token, and everything of a signature but the body. Returns the
+        signature still to verify against the body (None for a bearer-only request)."""
+        authorization = headers.getlist("authorization")
+        present = [name for name in SIGNATURE_HEADERS if name in headers]
+        if len(authorization) > 1:
+            raise unauthorized("send one Authorization header, not several")
+        if not authorization and not present:
+            raise unauthorized(
+                "missing credentials: send Authorization: Bearer <token>, or sign the request "
+                "(webhook-id, webhook-timestamp, webhook-signature)"
+            )
+        if authorization:
+            self.check_bearer(authorization[0])
+        # A signature that comes with a bearer token must verify too.
+        return self._signature(headers, subject) if present else None
+
+    def check_bearer(self, header: str) -> None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthorized("Authorization header must be 'Bearer <token>'")
@@ -67,24 +128,64 @@ class Authenticator:
         if not matched:
             raise unauthorized("invalid bearer token")
 
-    def check_signature(self, headers: Mapping[str, str], body: bytes) -> None:
-        if self._hmac_key is None:
-            raise unauthorized("request signing is not enabled on this server: use a bearer token")
-        fields: dict[str, list[str]] = {}
-        for part in headers[SIGNATURE_HEADER].split(","):
-            name, _, value = part.strip().partition("=")
-            fields.setdefault(name, []).append(value)
-        try:
-            timestamp = int(fields["t"][0])
-            candidates = fields["v1"]
-        except (KeyError, ValueError):
-            raise unauthorized("X-CXone-Signature must be 't=<unix seconds>,v1=<hex>'") from None
-        if abs(self._clock() - timestamp) > REPLAY_WINDOW_SECONDS:
-            raise unauthorized("signature timestamp is outside the 5-minute window")
-        expected = hmac.new(self._hmac_key, f"{timestamp}.".encode() + body, hashlib.sha256)
-        expected_hex = expected.hexdigest().encode()
+    def _signature(self, headers: Headers, subject: str) -> Signed:
+        values = {name: headers.getlist(name) for name in SIGNATURE_HEADERS}
+        if any(len(v) != 1 for v in values.values()):
+            raise unauthorized(
+                "a signed request carries webhook-id, webhook-timestamp and webhook-signature, "
+                "each exactly once"
+            )
+        if subject not in self._keys:
+            raise unauthorized(
+                "signed requests are not enabled for this path: use a bearer token, or the "
+                "path of the subject the secret belongs to"
+            )
+        webhook_id = values[WEBHOOK_ID][0]
+        if not _WEBHOOK_ID_RE.fullmatch(webhook_id):
+            raise unauthorized(
+                "webhook-id must be 1-128 characters of letters, digits and ._:@/+=-"
+            )
+        raw_timestamp = values[WEBHOOK_TIMESTAMP][0].strip()
+        if not _TIMESTAMP_RE.fullmatch(raw_timestamp):
+            raise unauthorized("webhook-timestamp must be integer Unix seconds")
+        timestamp = int(raw_timestamp)
+        now = self._clock()
+        if not now - TOLERANCE_SECONDS <= timestamp <= now + FUTURE_SKEW_SECONDS:
+            raise unauthorized(
+                f"webhook-timestamp is outside the accepted window ({TOLERANCE_SECONDS} s "
+                f"back, {FUTURE_SKEW_SECONDS} s ahead): check the sender's clock"
+            )
+        return Signed(subject, webhook_id, timestamp, _v1_signatures(values[WEBHOOK_SIGNATURE][0]))
+
+    def verify(self, signed: Signed, body: bytes) -> None:
+        """The body against every secret of the subject and every v1 signature presented."""
+        content = _signed_content(signed.webhook_id, signed.timestamp, body)
         matched = False
-        for candidate in candidates:
-            matched |= hmac.compare_digest(candidate.strip().lower().encode(), expected_hex)
+        for key in self._keys[signed.subject]:
+            expected = hmac.new(key, content, "sha256").digest()
+            for candidate in signed.signatures:
+                matched |= hmac.compare_digest(candidate, expected)
         if not matched:
-            raise unauthorized("signature does not match the body")
+            raise unauthorized("webhook-signature does not match the body")
+
+
+def _v1_signatures(header: str) -> tuple[bytes, ...]:
+    """The decoded `v1,<base64>` entries of a webhook-signature header; other versions (such
+    as asymmetric `v1a`) are skipped."""
+    entries = header.split()
+    if len(entries) > MAX_SIGNATURES:
+        raise unauthorized(f"webhook-signature holds more than {MAX_SIGNATURES} signatures")
+    signatures = []
+    for entry in entries:
+        version, _, encoded = entry.partition(",")
+        if version != "v1":
+            continue
+        try:
+            digest = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(digest) == _DIGEST_BYTES:
+            signatures.append(digest)
+    if not signatures:
+        raise unauthorized("webhook-signature must hold at least one 'v1,<base64 HMAC-SHA256>'")
+    return tuple(signatures)

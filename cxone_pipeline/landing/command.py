@@ -6,11 +6,17 @@ import argparse
 import ipaddress
 import os
 import secrets
+from typing import TYPE_CHECKING, Any
 
 from cxone_pipeline.cli import CommandError
 
+if TYPE_CHECKING:
+    from cxone_pipeline.settings import Settings
+
 LOOPBACK_NAMES = frozenset({"localhost"})
 KEEP_ALIVE_SECONDS = 75
+# By import path: each worker process imports it and reads the limits from its environment.
+PROTOCOL = "cxone_pipeline.landing.connections:GuardedHttpProtocol"
 
 
 def is_loopback(host: str) -> bool:
@@ -27,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the landing endpoint (POST /ingest/{subject})",
         description="Run the landing endpoint. Refuses to start without "
-        "CXONE_PIPELINE_INGEST_TOKEN or CXONE_PIPELINE_HMAC_SECRET, except with --dev "
+        "CXONE_PIPELINE_INGEST_TOKEN or CXONE_PIPELINE_WEBHOOK_SECRETS, except with --dev "
         "on a loopback address, which generates a token and prints it.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -51,7 +57,7 @@ def prepare_auth(dev: bool, host: str, env: dict[str, str] | os._Environ[str]) -
     """Check the auth configuration; in dev mode, generate a token. Returns a generated token."""
     configured = bool(
         env.get("CXONE_PIPELINE_INGEST_TOKEN", "").strip(", ")
-        or env.get("CXONE_PIPELINE_HMAC_SECRET", "").strip()
+        or env.get("CXONE_PIPELINE_WEBHOOK_SECRETS", "").strip(", ")
     )
     if dev and not is_loopback(host):
         raise CommandError(f"--dev only binds to a loopback address, not {host!r}")
@@ -60,11 +66,23 @@ def prepare_auth(dev: bool, host: str, env: dict[str, str] | os._Environ[str]) -
     if not dev:
         raise CommandError(
             "refusing to run unauthenticated: set CXONE_PIPELINE_INGEST_TOKEN (or "
-            "CXONE_PIPELINE_HMAC_SECRET), or use --dev on 127.0.0.1"
+            "CXONE_PIPELINE_WEBHOOK_SECRETS), or use --dev on 127.0.0.1"
         )
     token = secrets.token_urlsafe(24)
     env["CXONE_PIPELINE_INGEST_TOKEN"] = token
     return token
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn runs the landing (the tests' in-process servers use the same options)."""
+    return {
+        # Longer than load balancers' idle timeouts (ALB: 60 s), so the balancer, not the
+        # landing, closes idle connections and never sends a request onto a closing one.
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "timeout_graceful_shutdown": int(settings.store_deadline_seconds) + 10,
+        # Header deadline, header size and connection cap (landing/connections.py).
+        "http": PROTOCOL,
+    }
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -93,9 +111,6 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="info",
         access_log=args.access_log,
-        # Longer than load balancers' idle timeouts (ALB: 60 s), so the balancer, not the
-        # landing, closes idle connections and never sends a request onto a closing one.
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=int(settings.store_deadline_seconds) + 10,
+        **uvicorn_options(settings),
     )
     return 0

@@ -1,7 +1,9 @@
-"""Group commit: concurrent requests share one durable staging write per subject.
+"""Group commit: concurrent requests share durable staging writes, per subject.
 
-A write starts as soon as none is in flight for the subject, taking every request
-that queued meanwhile (adaptive batching). A request is answered only after the
+A write starts as soon as fewer than `writes_per_subject` are in flight for the subject,
+taking every request that queued meanwhile (adaptive batching). One write in flight makes
+the largest objects (S3, where each PUT costs CPU); a local disk overlaps the fsyncs of
+several, so the landing allows more there. A request is answered only after the
 objects holding its events are written: one object per staging hour it touches, so a
 request of one hour (every request of a subject partitioned by arrival) never spans two
 objects. A request spanning hours that fails may have some hours staged already; its
@@ -61,6 +63,7 @@ class GroupCommitter:
         max_bytes: int,
         max_pending_events: int,
         deadline_seconds: float,
+        writes_per_subject: int = 1,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -69,7 +72,8 @@ class GroupCommitter:
         self._max_pending = max_pending_events
         self._deadline = deadline_seconds
         self._queues: dict[str, deque[_Request]] = {}
-        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._writes_per_subject = writes_per_subject
+        self._drains: dict[str, set[asyncio.Task[None]]] = {}
         self._pending_events = 0
         # Store writes get their own threads: a hanging store must not starve the readiness
         # probes, which use the default executor.
@@ -101,8 +105,9 @@ class GroupCommitter:
         ]
         queue.extend(requests)
         self._add_pending(events)
-        if subject not in self._drains:
-            self._drains[subject] = asyncio.create_task(self._drain(subject))
+        drains = self._drains.setdefault(subject, set())
+        if len(drains) < self._writes_per_subject:
+            drains.add(asyncio.create_task(self._drain(subject)))
         # Shielded: a client that disconnects must not cancel the write others share.
         for request in requests:
             await asyncio.shield(request.done)
@@ -110,8 +115,9 @@ class GroupCommitter:
     async def close(self) -> None:
         """Refuse new requests and wait until everything queued is written or failed."""
         self._closing = True
-        while self._drains:
-            await asyncio.gather(*self._drains.values(), return_exceptions=True)
+        while any(self._drains.values()):
+            tasks = [task for drains in self._drains.values() for task in drains]
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._put_threads.shutdown(wait=False)
 
     def _add_pending(self, n: int) -> None:
@@ -142,7 +148,7 @@ class GroupCommitter:
                 finally:
                     self._add_pending(-events)
         finally:
-            del self._drains[subject]
+            self._drains[subject].discard(asyncio.current_task())  # type: ignore[arg-type]
 
     def _take_batch(self, queue: deque[_Request]) -> list[_Request]:
         """Whole requests of one hour, up to the object limits (at least one request)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,32 +118,44 @@ _decoder = json.JSONDecoder(
 )
 
 
-def parse_json(text: str, where: str) -> Any:
+def parse_json(text: str, where: str, max_depth: int = MAX_NESTING_DEPTH) -> Any:
     """One JSON value, strictly: no duplicate keys, NaN, out-of-range numbers or deep nesting;
     errors name `where` ("body", "line 3", a file and line)."""
+    value, end = scan_value(text, skip_space(text, 0), where, max_depth)
+    if skip_space(text, end) != len(text):
+        raise invalid_json(f"{where} has extra data after the JSON value")
+    return value
+
+
+def scan_value(
+    text: str, pos: int, where: str, max_depth: int = MAX_NESTING_DEPTH
+) -> tuple[Any, int]:
+    """The strict JSON value starting at `pos` and where it ends."""
     try:
-        value, end = _decoder.raw_decode(text, _skip_space(text, 0))
+        value, end = _decoder.raw_decode(text, pos)
     except RecursionError:
         raise invalid_json(f"{where} is nested too deeply") from None
     except ValueError as exc:
         raise invalid_json(f"{where} is not valid JSON: {str(exc)[:200]}") from None
-    if _skip_space(text, end) != len(text):
-        raise invalid_json(f"{where} has extra data after the JSON value")
-    if _nested_too_deeply(value):
+    # No more opening brackets than levels allowed cannot nest too deeply: skip the walk.
+    brackets = text.count("{", pos, end) + text.count("[", pos, end)
+    if brackets > max_depth and _nested_too_deeply(value, max_depth):
         raise invalid_json(f"{where} is nested more than {MAX_NESTING_DEPTH} levels deep")
-    return value
+    return value, end
 
 
-def _skip_space(text: str, pos: int) -> int:
+def skip_space(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in _JSON_SPACE:
         pos += 1
     return pos
 
 
-def _nested_too_deeply(value: Any) -> bool:
-    """Whether containers nest more than MAX_NESTING_DEPTH levels, walked level by level."""
+def _nested_too_deeply(value: Any, max_depth: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether containers nest more than `max_depth` levels, walked level by level."""
+    if not isinstance(value, (dict, list)):
+        return False
     level = [value]
-    for _ in range(MAX_NESTING_DEPTH):
+    for _ in range(max_depth):
         level = [
             child
             for container in level
@@ -155,38 +167,86 @@ def _nested_too_deeply(value: Any) -> bool:
     return any(isinstance(item, (dict, list)) for item in level)
 
 
-def parse_events(body: bytes, fmt: str, max_events: int) -> list[dict[str, Any]]:
-    """The events of a body: one JSON object, a JSON array of objects, or NDJSON objects."""
+@dataclass
+class Events:
+    """A body's events, and each one's JSON text as sent (spliced into its envelope line)."""
+
+    payloads: list[dict[str, Any]]
+    texts: list[str]
+
+
+def parse_events(body: bytes, fmt: str, max_events: int) -> Events:
+    """The events of a body: one JSON object, a JSON array of objects, or NDJSON objects.
+    Parsing stops at the first event past `max_events`: a body of many tiny events costs
+    at most the limit, not its full size."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid_json(f"body is not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
+    start = skip_space(text, 0)
+    if start == len(text):
         raise invalid_json("body is empty: send a JSON object, an array of objects or NDJSON")
     if fmt == "ndjson":
-        # Only "\n" ends an NDJSON line: U+2028, U+0085 and friends are legal inside strings.
-        events = [
-            parse_json(line, f"line {n}")
-            for n, line in enumerate(text.split("\n"), 1)
-            if line.strip(_JSON_SPACE)
-        ]
+        values = _ndjson_values(text)
+    elif text[start] == "[":
+        values = _array_values(text, start)
     else:
-        value = parse_json(text, "body")
-        events = value if isinstance(value, list) else [value]
-    if not events:
-        raise invalid_json("body holds no events")
-    if len(events) > max_events:
-        raise IntakeError(
-            413, "too_many_events", f"{len(events)} events is over the limit of {max_events}"
-        )
-    for n, event in enumerate(events):
-        if not isinstance(event, dict):
+        values = iter([(parse_json(text, "body"), text)])
+    events = Events([], [])
+    for value, value_text in values:
+        if len(events.payloads) == max_events:
+            raise IntakeError(
+                413, "too_many_events", f"more than {max_events} events: the limit per request"
+            )
+        if not isinstance(value, dict):
             raise IntakeError(
                 400,
                 "not_an_object",
-                f"event {n} is a JSON {type(event).__name__}, not an object",
+                f"event {len(events.payloads)} is a JSON {type(value).__name__}, not an object",
             )
+        events.payloads.append(value)
+        events.texts.append(value_text)
+    if not events.payloads:
+        raise invalid_json("body holds no events")
     return events
+
+
+def _ndjson_values(text: str) -> Iterator[tuple[Any, str]]:
+    # Only "\n" ends an NDJSON line: U+2028, U+0085 and friends are legal inside strings.
+    start, number = 0, 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        number += 1
+        line = text[start:end]
+        if line.strip(_JSON_SPACE):
+            yield parse_json(line, f"line {number}"), line
+        start = end + 1
+
+
+def _array_values(text: str, start: int) -> Iterator[tuple[Any, str]]:
+    """The elements of the top-level array at `start`, one at a time; each element is a level
+    below the array, so its own nesting may go one level less deep."""
+    pos = skip_space(text, start + 1)
+    if text.startswith("]", pos):
+        end = pos + 1
+    else:
+        n = 0
+        while True:
+            value, end = scan_value(text, pos, f"event {n}", MAX_NESTING_DEPTH - 1)
+            yield value, text[pos:end]
+            pos = end
+            n += 1
+            pos = skip_space(text, pos)
+            if text.startswith(",", pos):
+                pos = skip_space(text, pos + 1)
+                continue
+            if not text.startswith("]", pos):
+                raise invalid_json(f"body is not valid JSON: ',' or ']' expected at char {pos}")
+            end = pos + 1
+            break
+    if skip_space(text, end) != len(text):
+        raise invalid_json("body has extra data after the JSON value")
 
 
 def header_token(headers: Mapping[str, str], name: str) -> str | None:
@@ -208,14 +268,18 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def staging_hour(
-    rules: SubjectRules, payload: dict[str, Any], received_at: datetime, first_hour: datetime
+    rules: SubjectRules,
+    payload: dict[str, Any],
+    received_at: datetime,
+    first_hour: datetime,
+    arrived_at: datetime | None = None,
 ) -> datetime:
     """The hour an event is staged under: its event time's, for subjects that declare one;
-    the hour received when there is none, or it does not parse, lies before the first
-    partition or more than five minutes in the future."""
+    the hour it arrived (`arrived_at`, default `received_at`) when there is none, or it does
+    not parse, lies before the first partition or more than five minutes in the future."""
     moment = rules.event_time(payload)
     if moment is None or moment < first_hour or moment > received_at + FUTURE_TOLERANCE:
-        return hour_floor(received_at)
+        return hour_floor(received_at if arrived_at is None else arrived_at)
     return hour_floor(moment)
 
 
@@ -226,6 +290,10 @@ class Envelopes:
     ids: list[str]
     by_hour: dict[datetime, list[bytes]]
 
+    @property
+    def nbytes(self) -> int:
+        return sum(len(line) for lines in self.by_hour.values() for line in lines)
+
 
 def envelope_lines(
     events: list[dict[str, Any]],
@@ -234,24 +302,47 @@ def envelope_lines(
     idempotency_key: str | None,
     rules: SubjectRules,
     first_hour: datetime,
+    *,
+    key_per_event: bool = False,
+    arrived_at: datetime | None = None,
+    texts: list[str] | None = None,
 ) -> Envelopes:
-    """Event ids and one serialized envelope line per event, under its staging hour."""
-    if idempotency_key is not None and len(events) != 1:
+    """Event ids and one serialized envelope line per event, under its staging hour.
+
+    `idempotency_key` names a single-event body's event; with `key_per_event` (a signed
+    `webhook-id`) a multi-event body's event n is `<key>:<n>`. `arrived_at` stands in for
+    `received_at` as the hour of events without an event time (a signed timestamp, so a
+    replay lands in the same hour). `texts`, each payload's strict JSON as sent, are spliced
+    into the lines instead of serializing the payloads again."""
+    if idempotency_key is not None and len(events) != 1 and not key_per_event:
         raise IntakeError(
             400, "invalid_header", "Idempotency-Key applies to a single-event body only"
         )
     stamp = format_received_at(received_at)
+    head = f',"received_at":"{stamp}","schema_version":{json.dumps(schema_version)},"payload":'
     result = Envelopes([], {})
     for n, payload in enumerate(events):
+        key = idempotency_key
+        if key is not None and len(events) > 1:
+            key = f"{key}:{n}"
         try:
-            eid = rules.event_id(payload, idempotency_key)
-            envelope = {
-                "event_id": eid,
-                "received_at": stamp,
-                "schema_version": schema_version,
-                "payload": payload,
-            }
-            line = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+            eid = rules.event_id(payload, key)
+            text = texts[n] if texts is not None else None
+            if text is not None and "\\u" not in text:
+                # Valid strict JSON holds line breaks only as whitespace: spaces keep it one
+                # line. Texts with \u escapes take the path below, which refuses lone
+                # surrogates.
+                payload_text = text.replace("\n", " ").replace("\r", " ")
+                event_id = json.dumps(eid, ensure_ascii=False)
+                line = ('{"event_id":' + event_id + head + payload_text + "}").encode()
+            else:
+                envelope = {
+                    "event_id": eid,
+                    "received_at": stamp,
+                    "schema_version": schema_version,
+                    "payload": payload,
+                }
+                line = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
         except UnicodeEncodeError:
             # Only a \ud800-\udfff escape without its pair gets here: the body was valid UTF-8.
             raise invalid_json(
@@ -260,6 +351,6 @@ def envelope_lines(
         except ReservedEventId as exc:
             raise IntakeError(400, "invalid_event_id", f"event {n}: {exc}") from None
         result.ids.append(eid)
-        hour = staging_hour(rules, payload, received_at, first_hour)
+        hour = staging_hour(rules, payload, received_at, first_hour, arrived_at)
         result.by_hour.setdefault(hour, []).append(line + b"\n")
     return result

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 class LandingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[Counter, str], Counter] = {}
         self.events_accepted = Counter(
             "cxone_landing_events_accepted",
             "Events staged and acknowledged with 202.",
@@ -42,6 +43,20 @@ class LandingMetrics:
             "Events received and waiting for their staging object to be written.",
             registry=self.registry,
         )
+
+    def accepted(self, subject: str, events: int) -> None:
+        self._child(self.events_accepted, subject).inc(events)
+
+    def rejected(self, reason: str) -> None:
+        self._child(self.requests_rejected, reason).inc()
+
+    def _child(self, counter: Counter, label: str) -> Counter:
+        # `labels()` validates and locks on every call; a child per label is looked up once.
+        key = (counter, label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(label)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import avro.errors
 import avro.schema
@@ -19,8 +20,10 @@ from avro.compatibility import (
     schema_name_equals,
 )
 
+from cxone_pipeline.registry import load_registry
 from cxone_pipeline.registry.extensions import effective_document
 from cxone_pipeline.registry.schemas import SchemaError, SchemaVersion, SubjectSchemas
+from cxone_pipeline.resolve.arrow_schema import canonical_arrow_schema
 
 OK = "ok"
 FAILED = "incompatible"
@@ -37,6 +40,31 @@ class VersionCheck:
     @property
     def status(self) -> str:
         return FAILED if self.problems else OK
+
+
+@dataclass(frozen=True)
+class RegistryCheck:
+    """What `cxone-pipeline schemas check` proves about one registry folder."""
+
+    schemas_dir: Path
+    registry: dict[str, SubjectSchemas]
+    checks: list[VersionCheck]
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{c.subject} {c.version}: {p}" for c in self.checks for p in c.problems]
+
+
+def check_registry(schemas_dir: Path) -> RegistryCheck:
+    """Load every subject, map every canonical type to Parquet, and check every version;
+    SchemaError names the file at fault when a schema cannot even be loaded."""
+    registry = load_registry(schemas_dir)
+    if not registry:
+        raise SchemaError(f"no subject (a folder with canonical.avsc) in {schemas_dir}")
+    for subject in registry.values():
+        canonical_arrow_schema(subject)  # every canonical type must have a Parquet type
+    checks = [check for subject in registry.values() for check in check_subject(subject)]
+    return RegistryCheck(schemas_dir, registry, checks)
 
 
 def check_subject(subject: SubjectSchemas) -> list[VersionCheck]:

@@ -83,9 +83,15 @@ def payload_problem(payload: Mapping[str, Any], version: SchemaVersion) -> str |
             f"{version.subject} {version.version}: missing required field(s) {', '.join(missing)}"
         )
     try:
-        validate(avro_datum(prepare(payload, version)), version.schema, raise_errors=True)
+        datum = avro_datum(prepare(payload, version))
     except InvalidRecord as exc:
         return str(exc)
+    # fastavro builds an error object for every union branch a value does not take when it
+    # raises errors (17x slower on CXone's nullable fields): ask yes or no first.
+    if validate(datum, version.schema, raise_errors=False):
+        return None
+    try:
+        validate(datum, version.schema, raise_errors=True)
     except ValidationError as exc:
         errors = "; ".join(str(error) for error in exc.errors)
         return f"{version.subject} {version.version}: {errors}"

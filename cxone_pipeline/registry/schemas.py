@@ -85,7 +85,7 @@ def load_subject(schemas_dir: Path, subject: str) -> SubjectSchemas:
         )
     versions = tuple(_schema_version(subject, p, documents[p]) for p in writer_paths)
     try:
-        rules = load_rules(folder, canonical.schema)
+        rules = load_rules(folder, canonical.schema, [v.version for v in versions])
     except RulesError as exc:
         raise SchemaError(str(exc)) from None
     rules_path = folder / RULES_FILE

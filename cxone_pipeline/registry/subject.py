@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 from cxone_pipeline.lake.envelope import event_id as default_event_id
 from cxone_pipeline.registry.extensions import parse_iso8601
+from cxone_pipeline.settings import api_version, api_version_key
 
 RULES_FILE = "subject.json"
 KEEP_FIRST = "first"
@@ -24,7 +27,10 @@ KEEP_LATEST = "latest"
 ID_SEPARATOR = ":"
 MAX_HORIZON_HOURS = 24
 _TIMESTAMP_UNITS = {"timestamp-millis": 1000, "timestamp-micros": 1}
-_KEYS = ("doc", "event_id", "event_time", "keep", "keep_by", "dedupe_horizon_hours")
+_KEYS = ("doc", "event_id", "event_time", "keep", "keep_by", "dedupe_horizon_hours", "pull")
+_PULL_KEYS = ("endpoint", "records", "writer_by_api_version", "sync_by")
+_ENDPOINT_RE = re.compile(r"[a-z][A-Za-z0-9-]*(?:/[a-z][A-Za-z0-9-]*)*")
+_RECORDS_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 class RulesError(ValueError):
@@ -46,6 +52,25 @@ class Spelling:
 
 
 @dataclass(frozen=True)
+class PullSettings:
+    """Where CXone's Reporting API serves the subject (`pull` in subject.json)."""
+
+    endpoint: str  # under /incontactapi/services/vNN.0/, e.g. contacts/completed
+    records: str  # the response's list of records, e.g. completedContacts
+    writers: tuple[tuple[str, str], ...]  # (first API version, writer version), ascending
+    sync_by: Spelling | None = None  # polled with updatedSince, ordered by this field
+
+    def writer_for(self, version: str) -> str | None:
+        """The writer version records of API `version` (NN.N) follow: the one listed for the
+        greatest API version at or below it; None below the first."""
+        chosen = None
+        for first, writer in self.writers:
+            if api_version_key(first) <= api_version_key(version):
+                chosen = writer
+        return chosen
+
+
+@dataclass(frozen=True)
 class SubjectRules:
     event_id_fields: tuple[Spelling, ...] = ()
     event_time_field: Spelling | None = None
@@ -53,6 +78,7 @@ class SubjectRules:
     keep: Literal["first", "latest"] = KEEP_FIRST
     keep_by: str | None = None
     dedupe_horizon_hours: int = 1
+    pull: PullSettings | None = None
 
     @property
     def partitioned_by_event_time(self) -> bool:
@@ -104,9 +130,21 @@ def id_text(value: Any) -> str | None:
     return None
 
 
-def load_rules(folder: Path, canonical: dict[str, Any]) -> SubjectRules:
-    """The rules of `folder/subject.json` checked against the parsed canonical schema; the
-    default rules when the file is absent."""
+def declares_pull(folder: Path) -> bool:
+    """Whether `folder/subject.json` has a `pull` setting, without validating it (a broken
+    file is reported by `schemas check` and by the runs that load the subject)."""
+    try:
+        document = json.loads((folder / RULES_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("pull") is not None
+
+
+def load_rules(
+    folder: Path, canonical: dict[str, Any], writers: Collection[str] = ()
+) -> SubjectRules:
+    """The rules of `folder/subject.json` checked against the parsed canonical schema and the
+    subject's writer versions; the default rules when the file is absent."""
     path = folder / RULES_FILE
     if not path.is_file():
         return SubjectRules()
@@ -116,18 +154,27 @@ def load_rules(folder: Path, canonical: dict[str, Any]) -> SubjectRules:
         raise RulesError(f"{path}: not readable JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise RulesError(f"{path}: must be a JSON object")
-    return _rules(path, document, {f["name"]: f for f in canonical["fields"]})
+    return _rules(path, document, {f["name"]: f for f in canonical["fields"]}, writers)
 
 
-def _rules(path: Path, document: dict[str, Any], fields: dict[str, dict[str, Any]]) -> SubjectRules:
+def _unknown_keys(document: dict[str, Any], known: tuple[str, ...], prefix: str = "") -> None:
+    for key in document:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+            raise RulesError(f"{prefix}{key}: unknown setting{hint}")
+
+
+def _rules(
+    path: Path,
+    document: dict[str, Any],
+    fields: dict[str, dict[str, Any]],
+    writers: Collection[str],
+) -> SubjectRules:
     def fail(setting: str, message: str) -> RulesError:
         return RulesError(f"{path}: {setting}: {message}")
 
-    for key in document:
-        if key not in _KEYS:
-            close = difflib.get_close_matches(key, _KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(_KEYS)}"
-            raise fail(key, f"unknown setting{hint}")
+    _unknown_keys(document, _KEYS, f"{path}: ")
 
     def spelling(setting: str, name: Any) -> Spelling:
         if not isinstance(name, str) or name not in fields:
@@ -178,7 +225,62 @@ def _rules(path: Path, document: dict[str, Any], fields: dict[str, dict[str, Any
         raise fail("dedupe_horizon_hours", f"{horizon!r} is not a whole number of hours")
     if not 0 <= horizon <= MAX_HORIZON_HOURS:
         raise fail("dedupe_horizon_hours", f"{horizon} must be between 0 and {MAX_HORIZON_HOURS}")
-    return SubjectRules(ids, time_field, unit, keep, keep_by, horizon)
+    pull = None
+    if document.get("pull") is not None:
+        pull = _pull(document["pull"], fail, spelling, fields, writers)
+    return SubjectRules(ids, time_field, unit, keep, keep_by, horizon, pull)
+
+
+def _pull(
+    document: Any,
+    fail: Callable[[str, str], RulesError],
+    spelling: Callable[[str, Any], Spelling],
+    fields: dict[str, dict[str, Any]],
+    writers: Collection[str],
+) -> PullSettings:
+    if not isinstance(document, dict):
+        raise fail("pull", "must be an object with endpoint, records and writer_by_api_version")
+    try:
+        _unknown_keys(document, _PULL_KEYS, "pull.")
+    except RulesError as exc:
+        raise fail("pull", str(exc)) from None
+    endpoint, records = document.get("endpoint"), document.get("records")
+    if not isinstance(endpoint, str) or not _ENDPOINT_RE.fullmatch(endpoint):
+        raise fail(
+            "pull.endpoint",
+            f"{endpoint!r} must be a Reporting API path under /incontactapi/services/vNN.0/, "
+            "e.g. contacts/completed",
+        )
+    if not isinstance(records, str) or not _RECORDS_RE.fullmatch(records):
+        raise fail(
+            "pull.records",
+            f"{records!r} must name the response's list of records, e.g. completedContacts",
+        )
+    table = document.get("writer_by_api_version")
+    if not isinstance(table, dict) or not table:
+        raise fail(
+            "pull.writer_by_api_version",
+            'must map the first API version of each writer to it, e.g. {"21.0": "v1"}',
+        )
+    pairs = []
+    for first, writer in table.items():
+        version = api_version(first)
+        if version is None:
+            raise fail("pull.writer_by_api_version", f"{first!r} is not an API version like 21.0")
+        if writer not in writers:
+            known = ", ".join(writers) or "none"
+            raise fail(
+                "pull.writer_by_api_version",
+                f"{first}: {writer!r} is not a writer version of the subject ({known})",
+            )
+        pairs.append((version, writer))
+    pairs.sort(key=lambda pair: api_version_key(pair[0]))
+    sync_by = None
+    if document.get("sync_by") is not None:
+        sync_by = spelling("pull.sync_by", document["sync_by"])
+        if _logical_type(fields[sync_by.name]["type"]) not in _TIMESTAMP_UNITS:
+            raise fail("pull.sync_by", f"{sync_by.name!r} must be a timestamp field")
+    return PullSettings(endpoint, records, tuple(pairs), sync_by)
 
 
 def _non_null(avro_type: Any) -> Any:

@@ -20,6 +20,13 @@ METADATA_FIELDS = (
     pa.field(UNMAPPED_FIELDS, pa.string(), nullable=True),
 )
 
+METADATA_DOCS = {
+    EVENT_ID: "The event id the subject's rules give the event (see its subject.json).",
+    SCHEMA_VERSION: "The writer schema version the event was resolved from.",
+    RECEIVED_AT: "When the pipeline received this copy of the event (landing, import or pull).",
+    UNMAPPED_FIELDS: "Payload fields the writer schema does not declare, as JSON text; or null.",
+}
+
 _PRIMITIVES = {
     "null": pa.null(),
     "boolean": pa.bool_(),

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
+from cxone_pipeline.registry.extensions import ITEM_KEY
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
 
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
@@ -172,7 +173,7 @@ def explicit_payload_types(subject: SubjectSchemas) -> pa.StructType:
         named = version.schema.get("__named_schemas", {})
         for field in version.fields:
             kind = kind_of(field["type"], named)
-            if kind is None:
+            if kind is None or ITEM_KEY in field:  # items sent as objects: not text on the wire
                 shape = "other"
             elif kind.base == "array":
                 shape = "text list" if kind.item and kind.item.base == "string" else "other"
@@ -207,42 +208,82 @@ _VALUE_START = {
 }
 
 
+# JSON's insignificant whitespace plus \v and \f: what `bytes.strip` removes from a line.
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[[9, 10, 11, 12, 13, 32]] = True
+
+
 @dataclass
 class ObjectLines:
-    """The non-blank lines of one staged object, with per-line facts computed over the
-    joined text at C speed rather than line by line."""
+    """The non-blank lines of one staged object as one text (the lines joined by newlines)
+    with each line's offset and length: per-line facts are computed over the text at C speed,
+    and a line is sliced out as `bytes` only when something needs it alone."""
 
-    lines: list[bytes]
-    text: bytes  # the lines joined by newlines
+    text: bytes
+    starts: np.ndarray
     lengths: np.ndarray
 
     @classmethod
     def of(cls, lines: list[bytes]) -> ObjectLines:
         lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-        return cls(lines, b"\n".join(lines), lengths)
+        starts = np.zeros(len(lines), dtype=np.int64)
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        return cls(b"\n".join(lines), starts, lengths)
 
-    def _binary(self) -> pa.Array:
-        offsets = np.zeros(len(self.lines) + 1, dtype=np.int64)
-        np.cumsum(self.lengths + 1, out=offsets[1:])
-        offsets[-1] = len(self.text)
-        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(self.text)]
-        return pa.Array.from_buffers(pa.large_binary(), len(self.lines), buffers)
+    @classmethod
+    def read(cls, data: bytes) -> ObjectLines:
+        """The lines of an object's NDJSON bytes, stripped, blank ones dropped (a CRLF file
+        dropped by hand reads like the landing's own objects). When no line needs either,
+        as in every object the pipeline writes, the bytes are used as they are."""
+        chars = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(chars == ord("\n"))
+        if not len(ends) or ends[-1] != len(data) - 1:
+            ends = np.append(ends, len(data))
+        starts = np.zeros(len(ends), dtype=np.int64)
+        starts[1:] = ends[:-1] + 1
+        lengths = ends - starts
+        filled = lengths > 0
+        odd = ~filled
+        odd[filled] = _SPACE[chars[starts[filled]]] | _SPACE[chars[ends[filled] - 1]]
+        if odd.any():
+            lines = (data[a:b].strip() for a, b in zip(starts.tolist(), ends.tolist(), strict=True))
+            return cls.of([line for line in lines if line])
+        return cls(data[: ends[-1]] if ends[-1] < len(data) else data, starts, lengths)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def line(self, index: int) -> bytes:
+        start = int(self.starts[index])
+        return self.text[start : start + int(self.lengths[index])]
+
+    def subset(self, rows: np.ndarray) -> ObjectLines:
+        """The given lines only."""
+        if len(rows) == len(self):
+            return self
+        return ObjectLines.of([self.line(i) for i in rows.tolist()])
 
     def braced(self) -> np.ndarray:
         """Lines that start with "{" and end with "}": the only ones that can be envelopes."""
-        if not self.lines:
+        if not len(self):
             return np.zeros(0, dtype=bool)
-        ends = np.cumsum(self.lengths + 1) - 1
-        starts = ends - self.lengths
         chars = np.frombuffer(self.text, dtype=np.uint8)
-        return (chars[starts] == ord("{")) & (chars[ends - 1] == ord("}"))
+        ends = self.starts + self.lengths
+        return (chars[self.starts] == ord("{")) & (chars[ends - 1] == ord("}"))
+
+    def rows_matching(self, pattern: re.Pattern[bytes]) -> np.ndarray:
+        """Per line, how many times `pattern` occurs in it (one pass over the text)."""
+        found = np.fromiter((m.start() for m in pattern.finditer(self.text)), dtype=np.int64)
+        rows = np.searchsorted(self.starts, found, side="right") - 1
+        return np.bincount(rows, minlength=len(self))
 
     def null_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Per line, occurrences of "null" and of the envelope's `"schema_version": null`."""
-        lines = self._binary()
-        nulls = pc.count_substring(lines, "null").to_numpy()
-        envelope = pc.count_substring_regex(lines, r'"schema_version": ?null').to_numpy()
-        return nulls, envelope
+        return self.rows_matching(_NULL), self.rows_matching(_ENVELOPE_NULL)
+
+
+_NULL = re.compile(rb"null")
+_ENVELOPE_NULL = re.compile(rb'"schema_version": ?null')
 
 
 @dataclass
@@ -254,11 +295,10 @@ class ParsedObject:
 
 
 def parse_object(
-    lines: list[bytes], payload_types: pa.StructType, conflicts: set[bytes]
+    staged: ObjectLines, payload_types: pa.StructType, conflicts: set[bytes]
 ) -> ParsedObject:
     """Everything Arrow does for one staged object; Arrow releases the GIL, so objects can be
     parsed on several threads. `conflicts` is shared by the objects of one call."""
-    staged = ObjectLines.of(lines)
     runs, leftovers = parse_runs(staged, payload_types, conflicts)
     nulls = np.stack(staged.null_counts()) if runs else np.zeros((2, 0), dtype=np.int64)
     return ParsedObject(staged, runs, leftovers, nulls)
@@ -278,14 +318,13 @@ def parse_runs(
         [("event_id", pa.string()), ("received_at", pa.string()), ("payload", payload_types)]
     )
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
-    lines = staged.lines
     runs: list[ArrowRun] = []
     # A line that is not braced cannot be an envelope (a truncated line, a JSON array): sifting
     # them out here saves Arrow a failed parse each.
     braced = staged.braced()
     for pattern in tuple(conflicts):
-        suspects = _rows_matching(re.compile(pattern), staged.text, staged.lengths)
-        if suspects.sum() * 2 <= len(lines):  # only ever set a minority aside
+        suspects = staged.rows_matching(re.compile(pattern)) > 0
+        if suspects.sum() * 2 <= len(staged):  # only ever set a minority aside
             braced &= ~suspects
     leftovers: list[int] = np.flatnonzero(~braced).tolist()
     pending = [np.flatnonzero(braced)]
@@ -293,12 +332,11 @@ def parse_runs(
         rows = pending.pop()
         if not len(rows):
             continue
-        whole = len(rows) == len(lines)
-        text = staged.text if whole else b"\n".join([lines[i] for i in rows])
+        subset = staged.subset(rows)
         try:
             table = pj.read_json(
-                io.BytesIO(text),
-                read_options=pj.ReadOptions(use_threads=False, block_size=len(text) + 1),
+                io.BytesIO(subset.text),
+                read_options=pj.ReadOptions(use_threads=False, block_size=len(subset.text) + 1),
                 parse_options=options,
             )
         except pa.ArrowInvalid as exc:
@@ -308,7 +346,7 @@ def parse_runs(
                 leftovers.extend(rows.tolist())
                 continue
             leftovers.append(int(rows[bad]))
-            conflict = _conflicting(str(exc), text, staged.lengths[rows])
+            conflict = _conflicting(str(exc), subset)
             if conflict is None:
                 pending += [rows[:bad], rows[bad + 1 :]]
             else:
@@ -329,12 +367,10 @@ def parse_runs(
     return runs, sorted(leftovers)
 
 
-def _conflicting(
-    error: str, text: bytes, lengths: np.ndarray
-) -> tuple[re.Pattern[bytes], np.ndarray] | None:
-    """For a type conflict, the pattern of the minority type's values and the rows (of `text`,
-    lines of `lengths` bytes) matching it, found in one pass; None for any other error.
-    Sending a few good rows to the per-record path as well is harmless."""
+def _conflicting(error: str, lines: ObjectLines) -> tuple[re.Pattern[bytes], np.ndarray] | None:
+    """For a type conflict, the pattern of the minority type's values and the rows of `lines`
+    matching it, found in one pass; None for any other error. Sending a few good rows to the
+    per-record path as well is harmless."""
     match = _CONFLICT.search(error)
     if match is None or match["new"] not in _VALUE_START or match["old"] not in _VALUE_START:
         return None
@@ -342,20 +378,11 @@ def _conflicting(
     found = []
     for kind in (match["new"], match["old"]):
         pattern = re.compile(rb'"' + key + rb'"\s*:\s*' + _VALUE_START[kind])
-        rows = _rows_matching(pattern, text, lengths)
-        if rows.sum() * 2 <= len(lengths):
+        rows = lines.rows_matching(pattern) > 0
+        if rows.sum() * 2 <= len(lines):
             return (pattern, rows) if rows.any() else None
         found.append((pattern, rows))
     return min(found, key=lambda item: int(item[1].sum()))
-
-
-def _rows_matching(pattern: re.Pattern[bytes], text: bytes, lengths: np.ndarray) -> np.ndarray:
-    """Rows of `text` (lines of `lengths` bytes joined by newlines) where `pattern` matches."""
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
-    positions = np.fromiter((m.start() for m in pattern.finditer(text)), dtype=np.int64)
-    rows = np.zeros(len(lengths), dtype=bool)
-    rows[np.searchsorted(starts, positions, side="right") - 1] = True
-    return rows
 
 
 def null_free(nulls: np.ndarray, envelope_nulls: np.ndarray, payload: pa.StructArray) -> np.ndarray:

@@ -29,15 +29,20 @@ class MalformedEnvelope(ValueError):
     """A line that is not an envelope: not JSON, not an object, or no object payload."""
 
 
+def unpacked(data: bytes) -> bytes:
+    """A staged object's NDJSON bytes, gunzipped when it is gzip."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise MalformedEnvelope(f"staged object is not readable gzip: {exc}") from exc
+
+
 def staged_lines(data: bytes) -> list[bytes]:
     """The non-blank NDJSON lines of one staged object, gunzipped when it is gzip."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise MalformedEnvelope(f"staged object is not readable gzip: {exc}") from exc
     # Stripped: a CRLF file dropped by hand reads like the landing's own objects.
-    return [stripped for line in data.split(b"\n") if (stripped := line.strip())]
+    return [stripped for line in unpacked(data).split(b"\n") if (stripped := line.strip())]
 
 
 def parse_envelope(seq: int, line: bytes) -> Envelope:
