@@ -6,11 +6,17 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cxone_pipeline.registry import SubjectSchemas
 
 # Each module exposes `register(subparsers)`; heavy imports stay inside its handlers.
 COMMAND_MODULES = (
     "cxone_pipeline.landing.command",
     "cxone_pipeline.cxone.command",
+    "cxone_pipeline.cxone.studio",
     "cxone_pipeline.registry.command",
     "cxone_pipeline.importer",
     "cxone_pipeline.demo",
@@ -19,6 +25,16 @@ COMMAND_MODULES = (
 
 class CommandError(Exception):
     """A command failed for a reason the user can act on; printed as one line."""
+
+
+def command_subject(schemas_dir: Path, subject: str) -> SubjectSchemas:
+    """The registry subject a command names; CommandError listing the known ones if none."""
+    from cxone_pipeline.registry import discover_subjects, load_subject
+
+    known = discover_subjects(schemas_dir)
+    if subject not in known:
+        raise CommandError(f"unknown subject {subject[:64]!r}; known: {', '.join(known) or 'none'}")
+    return load_subject(schemas_dir, subject)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -306,7 +306,8 @@ def check_schema_drift(outcome: HourOutcome) -> CheckOutcome:
         actions = []
         if result.unknown_versions:
             actions.append(
-                f"add schemas/{subject}/<version>.avsc for {names_text(result.unknown_versions)}"
+                # A code span: the UI renders Markdown, where a bare <version> is an HTML tag.
+                f"add `schemas/{subject}/<version>.avsc` for {names_text(result.unknown_versions)}"
             )
         if unmatched:
             # The reason names the nearest version and why it failed; payloads shape it.
@@ -366,7 +367,7 @@ def check_quarantine_rate(outcome: HourOutcome, max_rate: float) -> CheckOutcome
     rate = outcome.rejected / outcome.events_read if outcome.events_read else 0.0
     metadata: dict[str, Any] = {
         "quarantine_rate": rate,
-        "max_rate": max_rate,
+        "limit": f"{max_rate:.2%}",  # text: a constant is no plot
         "quarantined": outcome.rejected,
         "events_read": outcome.events_read,
         "rejects_per_code": dict(outcome.result.rejects_per_code),

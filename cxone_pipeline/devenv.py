@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,14 @@ UV_VERSION = "0.13.9"
 LOCK_STAMP = VENV / ".uv-lock-sha256"
 LOOPBACK = "127.0.0.1"
 
+# A laptop's stack shows the open hour within two sensor ticks, and no year of empty partitions.
+# The open-hour refresh equals the sensor interval, so the refresh time a previous session left
+# in the sensor's cursor delays nothing: every tick may refresh the open hour.
+DEV_DEFAULTS = {
+    "CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS": "30",
+    "CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS": "30",
+}
+DEV_PARTITION_DAYS = 7
 SAMPLE_EVENT = '{"customerId":"C-1001","duration":42,"agentId":"A-7","transcript":"hello"}'
 
 
@@ -51,17 +60,32 @@ def ensure_environment() -> None:
     LOCK_STAMP.write_text(lock_digest)
 
 
-def ensure_postgres() -> None:
-    """The PostgreSQL-instance test needs server binaries: install Debian's if they are missing."""
-    if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+def ensure_debian_packages(what: str, packages: list[str], present: bool) -> None:
+    """Install Debian packages a test needs when `present` is false (CI runs as root)."""
+    if present:
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        print("PostgreSQL server binaries not found: install 'postgresql'", file=sys.stderr)
+        print(f"{what} not found: install {' '.join(packages)}", file=sys.stderr)
         return
-    print("installing PostgreSQL from the distribution's packages", flush=True)
+    print(f"installing {what} from the distribution's packages", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run("apt-get", "update", "-qq", env=env)
-    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql", env=env)
+    run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages, env=env)
+
+
+def ensure_test_servers() -> None:
+    """Server binaries the suite drives: PostgreSQL (the PostgreSQL instance test) and headless
+    Chromium with its WebDriver (the on-call UI test)."""
+    ensure_debian_packages(
+        "PostgreSQL server binaries",
+        ["postgresql"],
+        bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))),
+    )
+    ensure_debian_packages(
+        "Chromium and its WebDriver",
+        ["chromium", "chromium-driver"],
+        Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists(),
+    )
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -75,6 +99,16 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> 
         except OSError:
             time.sleep(0.5)
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+
+
+def dev_settings(environ: dict[str, str], now: datetime) -> dict[str, str]:
+    """What `up` sets unless the environment already does: a short open-hour refresh and
+    partitions from DEV_PARTITION_DAYS days before today."""
+    start = (now.astimezone(timezone.utc) - timedelta(days=DEV_PARTITION_DAYS)).strftime(
+        "%Y-%m-%d-00:00"
+    )
+    defaults = {**DEV_DEFAULTS, "CXONE_PIPELINE_PARTITIONS_START": start}
+    return {name: value for name, value in defaults.items() if not environ.get(name)}
 
 
 def stack_commands(landing_port: int, dagster_port: int) -> dict[str, list[str | Path]]:
@@ -105,6 +139,7 @@ def up(args: argparse.Namespace) -> int:
     shown = generated or "$CXONE_PIPELINE_INGEST_TOKEN (first of the tokens you set)"
     bearer = generated or "${CXONE_PIPELINE_INGEST_TOKEN%%,*}"  # shell: the first token
     env = {
+        **dev_settings(dict(os.environ), datetime.now(timezone.utc)),
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
         "CXONE_PIPELINE_LAKE_URL": os.environ.get("CXONE_PIPELINE_LAKE_URL") or str(ROOT / ".lake"),
@@ -125,6 +160,9 @@ cxone-pipeline is running (Ctrl-C stops it)
   landing     {landing_url}/ingest/{{subject}}
   Dagster UI  {dagster_url}
   lake        {env["CXONE_PIPELINE_LAKE_URL"]}
+  partitions  hourly from {env["CXONE_PIPELINE_PARTITIONS_START"]} (UTC)
+  open hour   curated every {env["CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS"]} s (sensor every \
+{env["CXONE_PIPELINE_SENSOR_INTERVAL_SECONDS"]} s)
   token       {shown}
 
 Post a sample event:
@@ -157,7 +195,7 @@ Post a sample event:
 
 def test(args: argparse.Namespace) -> int:
     ensure_environment()
-    ensure_postgres()
+    ensure_test_servers()
     env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
     steps = [
         [BIN / "ruff", "check", "."],

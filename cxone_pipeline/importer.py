@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from cxone_pipeline.cli import CommandError
+from cxone_pipeline.cli import CommandError, command_subject
+from cxone_pipeline.lake.hours import describe_hours, plural
 from cxone_pipeline.lake.layout import (
     STAGING,
     InvalidName,
@@ -67,10 +68,12 @@ class ImportReport:
     def summary(self, subject: str) -> str:
         if not self.hours:
             return f"no events found for {subject}: nothing staged"
-        first, last = partition_key(min(self.hours)), partition_key(max(self.hours))
+        # The distinct hours as ranges: a min-max span would invite backfilling the empty
+        # hours between them too.
         return (
-            f"staged {self.events:,} {subject} events in {len(self.hours):,} hours "
-            f"({first} to {last}): {self.objects_written:,} objects written, "
+            f"staged {plural(self.events, f'{subject} event')} in "
+            f"{plural(len(self.hours), 'hour')}: {describe_hours(self.hours)}; "
+            f"{plural(self.objects_written, 'object')} written, "
             f"{self.objects_skipped:,} already staged"
         )
 
@@ -93,8 +96,9 @@ class Progress:
         self._shown = now
         rate = report.events / max(now - self._started, 1e-6)
         line = (
-            f"{report.events:,} events, {len(report.hours):,} hours, "
-            f"{report.objects_written:,} objects written, {report.objects_skipped:,} skipped, "
+            f"{plural(report.events, 'event')}, {plural(len(report.hours), 'hour')}, "
+            f"{plural(report.objects_written, 'object')} written, "
+            f"{report.objects_skipped:,} skipped, "
             f"{rate:,.0f} events/s"
         )
         if self._tty:
@@ -416,16 +420,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def import_command(args: argparse.Namespace) -> int:
     from cxone_pipeline.lake.store import open_store
-    from cxone_pipeline.registry import SchemaError, discover_subjects, load_subject
+    from cxone_pipeline.registry import SchemaError
     from cxone_pipeline.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_env()
-        known = discover_subjects(settings.schemas_dir)
-        if args.subject not in known:
-            raise CommandError(
-                f"unknown subject {args.subject[:64]!r}; known: {', '.join(known) or 'none'}"
-            )
+        schemas = command_subject(settings.schemas_dir, args.subject)
         report = import_files(
             open_store(settings),
             args.subject,
@@ -433,7 +433,7 @@ def import_command(args: argparse.Namespace) -> int:
             time_field=args.time_field,
             hour=args.hour,
             progress=Progress(sys.stderr),
-            rules=load_subject(settings.schemas_dir, args.subject).rules,
+            rules=schemas.rules,
             first_hour=partition_hour(settings.partitions_start),
             max_event_bytes=settings.max_body_bytes,
         )

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEMAS_DIR = PROJECT_ROOT / "schemas"
 Number = TypeVar("Number", int, float)
+# What a run does when an hour's quarantine_rate check fails (cxone_pipeline.report).
+QUARANTINE_RATE_ACTIONS = ("tag", "fail", "ignore")
 # CXone serves `updatedSince` queries over the last 30 days only [practitioner-reported].
 UPDATED_SINCE_MAX_HOURS = 30 * 24
 
@@ -245,6 +247,7 @@ class Settings:
     reconcile_days: int = 2
     reconcile_cron: str = "0 3 * * *"
     quarantine_rate_max: float = 0.01
+    quarantine_rate_action: str = "tag"
     backfill_hours_per_run: int = 24
 
     @classmethod
@@ -255,6 +258,12 @@ class Settings:
             for t in env.get("CXONE_PIPELINE_INGEST_TOKEN", "").split(",")
             if t.strip()
         )
+        quarantine_action = env.get("CXONE_PIPELINE_QUARANTINE_RATE_ACTION") or "tag"
+        if quarantine_action not in QUARANTINE_RATE_ACTIONS:
+            raise SettingsError(
+                f"CXONE_PIPELINE_QUARANTINE_RATE_ACTION={quarantine_action[:40]!r}: use tag, fail "
+                "or ignore"
+            )
         if env.get("CXONE_PIPELINE_HMAC_SECRET", "").strip():
             raise SettingsError(
                 "CXONE_PIPELINE_HMAC_SECRET (X-CXone-Signature) was replaced by "
@@ -321,5 +330,6 @@ class Settings:
             reconcile_days=_number(env, "CXONE_PIPELINE_RECONCILE_DAYS", 2),
             reconcile_cron=env.get("CXONE_PIPELINE_RECONCILE_CRON") or "0 3 * * *",
             quarantine_rate_max=_number(env, "CXONE_PIPELINE_QUARANTINE_RATE_MAX", 0.01, 0.0, 1.0),
+            quarantine_rate_action=quarantine_action,
             backfill_hours_per_run=_number(env, "CXONE_PIPELINE_BACKFILL_HOURS_PER_RUN", 24, 1),
         )

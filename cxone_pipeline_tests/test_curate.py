@@ -157,7 +157,7 @@ def test_schema_drift_passes_warns_and_errors(local_store: Store) -> None:
     assert (errored.passed, errored.severity) == (False, "ERROR")
     assert errored.metadata["unknown_versions"] == {"v9": 1}
     assert errored.metadata["no_matching_schema"] == 1
-    assert "add schemas/call_event/<version>.avsc for `v9`" in errored.description
+    assert "add `schemas/call_event/<version>.avsc` for `v9`" in errored.description
 
 
 def test_schema_drift_names_the_newer_version_payloads_nearly_fit(local_store: Store) -> None:

@@ -45,7 +45,8 @@ def test_demo_posts_every_version_and_stages_the_previous_hour(tmp_path: Path) -
         stop_process(landing)
     assert demo.returncode == 0, output
     assert "posted 20 call_event v3 events" in output
-    assert "staged 60 call_event events into the closed hour" in output
+    assert "posted 20 call_event v4 events" in output
+    assert "staged 80 call_event events into the closed hour" in output
 
     store = LocalStore(lake)
     previous = hour_floor(datetime.now(timezone.utc)) - timedelta(hours=1)
@@ -54,11 +55,14 @@ def test_demo_posts_every_version_and_stages_the_previous_hour(tmp_path: Path) -
 
     schemas = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
     imported = curate_hour(store, schemas, previous)
-    assert imported.result.rows_per_version == {"v1": 20, "v2": 20, "v3": 20}
-    assert imported.result.unmapped_fields == {"demo_note": 6}
+    assert imported.result.rows_per_version == {"v1": 20, "v2": 20, "v3": 20, "v4": 20}
+    assert imported.result.unmapped_fields == {"demo_note": 8}
     posted = [curate_hour(store, schemas, hour) for hour in hours - {previous}]
-    rows = {v: sum(o.result.rows_per_version.get(v, 0) for o in posted) for v in ("v1", "v2", "v3")}
-    assert rows == {"v1": 20, "v2": 20, "v3": 20}
+    rows = {
+        v: sum(o.result.rows_per_version.get(v, 0) for o in posted)
+        for v in ("v1", "v2", "v3", "v4")
+    }
+    assert rows == {"v1": 20, "v2": 20, "v3": 20, "v4": 20}
     codes = {}
     for outcome in posted:
         for code, n in outcome.result.rejects_per_code.items():
@@ -70,5 +74,5 @@ def test_demo_posts_every_version_and_stages_the_previous_hour(tmp_path: Path) -
         for text in outcome.result.table.column("_unmapped_fields").to_pylist()
         if text
     ]
-    assert len(unmapped) == 6
+    assert len(unmapped) == 8
     assert {"demo_note": "unknown to every schema (0)"} in unmapped

@@ -251,11 +251,11 @@ def test_command_stages_to_s3_reports_and_resumes(
     again = capsys.readouterr()
 
     assert first.out == (
-        "staged 1 call_event events in 1 hours (2026-11-27-20:00 to 2026-11-27-20:00): "
-        "1 objects written, 0 already staged\n"
+        "staged 1 call_event event in 1 hour: 2026-11-27-20:00; "
+        "1 object written, 0 already staged\n"
     )
     assert "0 objects written, 1 already staged" in again.out
-    assert first.err.startswith("1 events, 1 hours, 1 objects written, 0 skipped, ")
+    assert first.err.startswith("1 event, 1 hour, 1 object written, 0 skipped, ")
     assert [row[0] for row in staged(s3_store)] == ["e1"]
 
 

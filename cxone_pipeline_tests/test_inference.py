@@ -144,8 +144,10 @@ def test_fields_are_snake_case_with_the_senders_spelling_as_alias() -> None:
 
 
 def test_an_edited_schema_file_keeps_its_other_lines() -> None:
-    text = (DEFAULT_SCHEMAS_DIR / "call_event" / "canonical.avsc").read_text()
-    document = json.loads(text)
+    document = json.loads((DEFAULT_SCHEMAS_DIR / "call_event" / "canonical.avsc").read_text())
+    for field in document["fields"]:  # one line per field: docs would wrap them
+        field.pop("doc", None)
+    text = format_schema(document)
     document["fields"][0]["aliases"].append("customerRef")
     document["fields"].append({"name": "csat", "type": ["null", "double"], "default": None})
     edited = edit_fields(text, document)

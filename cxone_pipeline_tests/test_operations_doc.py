@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -23,7 +24,8 @@ def documented_duckdb_query() -> str:
 def test_duckdb_query_from_the_operations_guide(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / ".lake")
     schemas = load_subject(DEFAULT_SCHEMAS_DIR, "call_event")
-    hours = [closed_hour(3), closed_hour(2)]
+    # A zero-padded hour (hour=09) is what DuckDB would read as text without hive_types.
+    hours = [datetime(2026, 1, 5, 9, tzinfo=timezone.utc), closed_hour(2)]
     for n, hour in enumerate(hours):  # distinct ids: adjacent hours share events otherwise
         stage(store, "call_event", hour, call_events(hour, prefix=f"h{n}"))
     for hour in hours:
@@ -31,7 +33,10 @@ def test_duckdb_query_from_the_operations_guide(tmp_path: Path) -> None:
 
     connection = duckdb.connect()
     connection.execute(f"SET file_search_path = '{tmp_path}'")
-    rows = connection.execute(documented_duckdb_query()).fetchall()
+    query = documented_duckdb_query()
+    rows = connection.execute(query).fetchall()
+    types = {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE {query}").fetchall()}
+    assert [types[c] for c in ("year", "month", "day", "hour")] == ["INTEGER"] * 4
 
     # Per hour: v1 (two events: 61 s + 61 s), v2 (3,000,000,000 s), v3 (30 s); e-1's retry
     # was deduplicated.

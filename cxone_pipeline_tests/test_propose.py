@@ -44,7 +44,7 @@ UTC = timezone.utc
 
 
 def next_shape(n: int) -> dict[str, Any]:
-    """CXone's next call event, declared v4 by the sender: new fields, skillId renamed to
+    """CXone's next call event, declared v5 by the sender: new fields, skillId renamed to
     skillNumber, ISO-8601 times, a nested queue object, holdSeconds only sometimes."""
     payload: dict[str, Any] = {
         "contactId": 7000 + n,
@@ -80,7 +80,7 @@ def drifted_hour(lake: Lake, hour: datetime) -> None:
     at = hour + timedelta(minutes=7)
     events = call_events(hour)  # its e-4 declares v1 and carries an unmapped "queue"
     events.append(envelope("e-6", at, {**CALL_PAYLOADS["v3"], "skillId": 6}, "v3"))
-    events += [envelope(f"n-{n}", at + timedelta(seconds=n), next_shape(n), "v4") for n in range(4)]
+    events += [envelope(f"n-{n}", at + timedelta(seconds=n), next_shape(n), "v5") for n in range(4)]
     events += [envelope(f"u-{n}", at + timedelta(seconds=n), with_extras(n)) for n in range(3)]
     stage(lake.store, SUBJECT, hour, events)
 
@@ -139,15 +139,15 @@ def test_quarantined_and_unmapped_records_are_recovered_by_the_proposal(
     schemas = str(lake.schemas_dir)
     code, out, err = cli(capsys, *command.split()[1:], "--schemas-dir", schemas, "--write")
     assert (code, err) == (0, ""), err
-    assert "v4.avsc: new writer version for 4 quarantined (declared v4)" in out
+    assert "v5.avsc: new writer version for 4 quarantined (declared v5)" in out
     assert "resolves 4 of 4 quarantined" in out
-    assert "v5.avsc: new writer version for 3 unmapped (v2 + unmapped fields)" in out
+    assert "v6.avsc: new writer version for 3 unmapped (v2 + unmapped fields)" in out
     assert "resolves 3 of 3 unmapped" in out
-    assert "skillNumber (v4) may be a rename of skill_id: 2 of its 2 distinct value(s)" in out
+    assert "skillNumber (v5) may be a rename of skill_id: 2 of its 2 distinct value(s)" in out
     assert "e-4  unmapped: declares v1, so it resolves with v1 again" in out
     folder = lake.schemas_dir / SUBJECT
-    v4 = json.loads((folder / "v4.avsc").read_text())
-    assert {f["name"]: f["type"] for f in v4["fields"]} == {
+    v5 = json.loads((folder / "v5.avsc").read_text())
+    assert {f["name"]: f["type"] for f in v5["fields"]} == {
         "contactId": "long",
         "customerId": "string",
         "duration": "long",
@@ -191,14 +191,14 @@ def test_quarantined_and_unmapped_records_are_recovered_by_the_proposal(
     code, out, _ = cli(capsys, *command.split()[1:], "--schemas-dir", schemas, "--json")
     again = json.loads(out)
     assert (code, again["versions"], again["files"]) == (0, [], {})
-    assert again["resolved_by_existing"] == {"v4": 4, "v5": 3}
+    assert again["resolved_by_existing"] == {"v5": 4, "v6": 3}
     drift = curate(lake, instance, hour)
     curated = rows(lake, hour)
     with pytest.raises(ObjectNotFound):  # nothing is left in quarantine
         lake.store.get(quarantine_key(SUBJECT, hour))
     for n in range(4):
         row = curated[f"n-{n}"]
-        assert row["_schema_version"] == "v4" and row["_unmapped_fields"] is None
+        assert row["_schema_version"] == "v5" and row["_unmapped_fields"] is None
         assert (row["contact_id"], row["direction"], row["skill_id"]) == (7000 + n, "INBOUND", None)
         assert row["skill_number"] == (5 if n % 2 else 6)
         assert row["started_at"] == datetime(2026, 11, 29, 9, 10 + n, 0, 250_000, UTC)
@@ -207,7 +207,7 @@ def test_quarantined_and_unmapped_records_are_recovered_by_the_proposal(
         assert (row["wrap_up_code"], row["hold_seconds"]) == ("RESOLVED", 12 if n % 2 else None)
     for n in range(3):
         row = curated[f"u-{n}"]
-        assert (row["_schema_version"], row["_unmapped_fields"]) == ("v5", None)
+        assert (row["_schema_version"], row["_unmapped_fields"]) == ("v6", None)
         assert (row["queue_name"], row["csat"]) == ("Support", 4.5 if n else 4.0)
         assert row["started_at"] == datetime(2026, 11, 29, 9, tzinfo=UTC)
     # Declared v1 by its sender: no new version applies to it, as the proposal said.
@@ -231,14 +231,14 @@ def test_without_write_nothing_changes_and_json_carries_the_summary(
     report = json.loads(out)
     assert report["read"] == {"quarantined": 4, "unmapped": 4}
     assert [(v["version"], v["records"], v["resolved"]) for v in report["versions"]] == [
-        ("v4", {"quarantined": 4}, {"quarantined": 4}),
-        ("v5", {"unmapped": 3}, {"unmapped": 3}),
+        ("v5", {"quarantined": 4}, {"quarantined": 4}),
+        ("v6", {"unmapped": 3}, {"unmapped": 3}),
     ]
     assert report["renames"] == [
         {
             "sender_field": "skillNumber",
             "canonical_field": "skill_id",
-            "version": "v4",
+            "version": "v5",
             "shared_values": 2,
             "distinct_values": 2,
             "examples": ["5", "6"],
@@ -247,15 +247,15 @@ def test_without_write_nothing_changes_and_json_carries_the_summary(
     ]
     assert report["filled"]["queue"] == 4 and report["filled"]["hold_seconds"] == 2
     assert [(f["event_id"], f["code"]) for f in report["still_failing"]] == [("e-4", "unmapped")]
-    assert sorted(report["files"]) == ["canonical.avsc", "v4.avsc", "v5.avsc"]
+    assert sorted(report["files"]) == ["canonical.avsc", "v5.avsc", "v6.avsc"]
     assert report["notes"] == [
-        "the columnar fast path does not resolve queue: with them, v1, v2, v3, v4, v5 are "
+        "the columnar fast path does not resolve queue: with them, v1, v2, v3, v4, v5, v6 are "
         "resolved record by record (fastavro), several times slower (docs/benchmarks.md)"
     ]
 
 
 def renamed_required(n: int) -> dict[str, Any]:
-    """A v4 that renames a required canonical field: customerId → customerRef."""
+    """A v5 that renames a required canonical field: customerId → customerRef."""
     payload = {**CALL_PAYLOADS["v2"], "customerRef": f"c-{n}"}
     del payload["customerId"]
     return payload
@@ -267,7 +267,7 @@ def test_a_shape_that_cannot_pass_check_is_not_written_until_its_rename_is_accep
     lake.schemas_dir = Path(shutil.copytree(DEFAULT_SCHEMAS_DIR, tmp_path / "schemas"))
     hour = closed_hour(3)
     at = hour + timedelta(minutes=1)
-    events = [envelope(f"r-{n}", at, renamed_required(n), "v4") for n in range(1, 3)]
+    events = [envelope(f"r-{n}", at, renamed_required(n), "v5") for n in range(1, 3)]
     events += [envelope("e-1", at, {**CALL_PAYLOADS["v2"], "customerId": "c-1"}, "v2")]
     events += [envelope("e-2", at, {**CALL_PAYLOADS["v2"], "customerId": "c-2"}, "v2")]
     stage(lake.store, SUBJECT, hour, events)
@@ -278,19 +278,19 @@ def test_a_shape_that_cannot_pass_check_is_not_written_until_its_rename_is_accep
     refused = propose(lake.schemas_dir, sample)
     assert refused.files == {} and refused.versions == ()
     [not_proposed] = refused.not_proposed
-    assert not_proposed.version == "v4"
-    assert "canonical field 'customer_id': v4 has no field named" in not_proposed.problems[0]
+    assert not_proposed.version == "v5"
+    assert "canonical field 'customer_id': v5 has no field named" in not_proposed.problems[0]
     assert [(r.sender_field, r.canonical_field) for r in refused.renames] == [
         ("customerRef", "customer_id")
     ]
     with pytest.raises(ProposalError, match="nothing to write"):
         write_proposal(lake.schemas_dir, refused)
-    assert not (lake.schemas_dir / SUBJECT / "v4.avsc").exists()
+    assert not (lake.schemas_dir / SUBJECT / "v5.avsc").exists()
     with pytest.raises(ProposalError, match="no rename is suggested for that field"):
         propose(lake.schemas_dir, sample, accept_renames=["duration"])
 
     accepted = propose(lake.schemas_dir, sample, accept_renames=["customerRef"])
-    assert [(v.version, v.resolved) for v in accepted.versions] == [("v4", {"quarantined": 2})]
+    assert [(v.version, v.resolved) for v in accepted.versions] == [("v5", {"quarantined": 2})]
     assert write_proposal(lake.schemas_dir, accepted).failures == []
     canonical = load_subject(lake.schemas_dir, SUBJECT).canonical
     customer = next(f for f in canonical.fields if f["name"] == "customer_id")
@@ -349,12 +349,12 @@ def test_the_job_leaves_a_proposal_in_the_lake_and_the_check_points_at_it(
     found = parse_proposal_key(proposal_json)
     assert found is not None and found.name == "proposal.json"
     names = sorted(info.key.rsplit("/", 1)[1] for info in lake.store.list(found.folder))
-    assert names == ["canonical.avsc", "proposal.json", "summary.txt", "v4.avsc", "v5.avsc"]
+    assert names == ["canonical.avsc", "proposal.json", "summary.txt", "v5.avsc", "v6.avsc"]
     stored = json.loads(lake.store.get(proposal_json))
-    assert [v["version"] for v in stored["versions"]] == ["v4", "v5"]
+    assert [v["version"] for v in stored["versions"]] == ["v5", "v6"]
     assert b"may be a rename of skill_id" in lake.store.get(found.folder + "summary.txt")
     # The registry is untouched; the next materialization's drift check names the proposal.
-    assert not (lake.schemas_dir / SUBJECT / "v4.avsc").exists()
+    assert not (lake.schemas_dir / SUBJECT / "v5.avsc").exists()
     drift = curate(lake, instance, hour)
     assert (
         drift.metadata["pending_proposal"].value == f"{lake.store.url.rstrip('/')}/{proposal_json}"

@@ -18,14 +18,14 @@ from cxone_pipeline.resolve import read_parquet
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.dagster_fixtures import CALL_PAYLOADS, CURATE_CALLS, local_lake
 from cxone_pipeline_tests.landing_fixtures import AUTH, running_landing
-from cxone_pipeline_tests.test_schedule import SCHEDULE, V4
+from cxone_pipeline_tests.test_schedule import SCHEDULE, V5
 
-V4_PAYLOAD = {**CALL_PAYLOADS["v3"], "wrapUpCode": "RESOLVED"}
+V5_PAYLOAD = {**CALL_PAYLOADS["v3"], "wrapUpCode": "RESOLVED"}
 POSTS = [
     # (event id, X-Schema-Version, payload): what CXone might send on a bad day
     ("ok-v2", None, {**CALL_PAYLOADS["v2"]}),
-    ("unknown-version", "v4", V4_PAYLOAD),
-    ("declared-in-payload", None, {**V4_PAYLOAD, "_schema_version": "v4"}),
+    ("unknown-version", "v5", V5_PAYLOAD),
+    ("declared-in-payload", None, {**V5_PAYLOAD, "_schema_version": "v5"}),
     ("matches-nothing", None, {"caller": "C-9", "seconds": 12}),
     ("wrong-type", "v2", {**CALL_PAYLOADS["v2"], "duration": "forty-two"}),
     ("missing-field", "v2", {"duration": 5, "agentId": "a-1"}),
@@ -90,12 +90,12 @@ def test_unresolvable_records_are_kept_flagged_and_recovered(tmp_path: Path) -> 
         assert curated.column("_event_id").to_pylist() == ["ok-v2"]
         passed, severity, description = checks["schema_drift"]
         assert (passed, severity) == (False, AssetCheckSeverity.ERROR)
-        assert "add schemas/call_event/<version>.avsc for `v4`" in description
+        assert "add `schemas/call_event/<version>.avsc` for `v5`" in description
         assert checks["quarantine_rate"][:2] == (False, AssetCheckSeverity.ERROR)
 
         # 3. The missing version is added; the reconcile schedule, run once the hour has
-        # closed, finds the hour by itself and the re-run recovers what v4 explains.
-        (schemas_dir / "call_event" / "v4.avsc").write_text(json.dumps(V4))
+        # closed, finds the hour by itself and the re-run recovers what v5 explains.
+        (schemas_dir / "call_event" / "v5.avsc").write_text(json.dumps(V5))
         later = hour + timedelta(hours=3)
         with build_schedule_context(
             instance=instance, scheduled_execution_time=later, resources=lake.resources()
@@ -108,9 +108,9 @@ def test_unresolvable_records_are_kept_flagged_and_recovered(tmp_path: Path) -> 
 
     rows = read_parquet(lake.store.get(curated_key("call_event", hour, 0))).to_pylist()
     assert sorted((r["_event_id"], r["_schema_version"]) for r in rows) == [
-        ("declared-in-payload", "v4"),
+        ("declared-in-payload", "v5"),
         ("ok-v2", "v2"),
-        ("unknown-version", "v4"),
+        ("unknown-version", "v5"),
     ]
     recovered = next(r for r in rows if r["_event_id"] == "unknown-version")
     assert (recovered["contact_id"], recovered["direction"], recovered["tags"]) == (

@@ -46,10 +46,10 @@ def test_shipped_registry_loads_in_natural_order():
         "completed_contact",
     ]
     call_event = registry["call_event"]
-    assert [v.version for v in call_event.versions] == ["v1", "v2", "v3"]
+    assert [v.version for v in call_event.versions] == ["v1", "v2", "v3", "v4"]
     assert call_event.canonical.version == "canonical"
     assert call_event.version("v2") is call_event.versions[1]
-    assert call_event.version("v4") is None
+    assert call_event.version("v5") is None
     assert all(len(v.fingerprint) == 64 for v in call_event.versions)
 
 
@@ -58,7 +58,7 @@ def test_versions_sort_naturally(registry_copy: Path):
     for stem in ("v10", "v9"):
         shutil.copy(folder / "v3.avsc", folder / f"{stem}.avsc")
     subject = load_subject(registry_copy, "call_event")
-    assert [v.version for v in subject.versions] == ["v1", "v2", "v3", "v9", "v10"]
+    assert [v.version for v in subject.versions] == ["v1", "v2", "v3", "v4", "v9", "v10"]
 
 
 def test_fingerprint_is_over_parsing_canonical_form(registry_copy: Path):
@@ -74,7 +74,7 @@ def test_fingerprint_is_over_parsing_canonical_form(registry_copy: Path):
 
 def test_registry_fingerprint_changes_when_a_version_is_added(registry_copy: Path):
     before = load_subject(registry_copy, "call_event").fingerprint
-    shutil.copy(registry_copy / "call_event" / "v3.avsc", registry_copy / "call_event" / "v4.avsc")
+    shutil.copy(registry_copy / "call_event" / "v3.avsc", registry_copy / "call_event" / "v5.avsc")
     assert load_subject(registry_copy, "call_event").fingerprint != before
     assert load_subject(registry_copy, "agent_state").fingerprint == (
         load_subject(DEFAULT_SCHEMAS_DIR, "agent_state").fingerprint

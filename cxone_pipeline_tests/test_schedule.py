@@ -35,7 +35,7 @@ from cxone_pipeline_tests.dagster_fixtures import (
 SCHEDULE = build_reconcile_schedule(
     ["agent_state", "call_event"], "0 3 * * *", first_hour=partition_hour(START)
 )
-V4 = {
+V5 = {
     "type": "record",
     "name": "CallEvent",
     "namespace": "com.nice.cxone",
@@ -70,9 +70,9 @@ def test_a_new_schema_version_recovers_quarantined_events(
     shutil.copytree(DEFAULT_SCHEMAS_DIR, lake.schemas_dir)
     hour = closed_hour(20)  # yesterday's traffic, within the two reconcile days
     at = hour + timedelta(minutes=10)
-    v4 = {**CALL_PAYLOADS["v3"], "wrapUpCode": "RESOLVED"}
+    v5 = {**CALL_PAYLOADS["v3"], "wrapUpCode": "RESOLVED"}
     stage(lake.store, "call_event", hour, call_events(hour))
-    stage(lake.store, "call_event", hour, [envelope(f"v4-{n}", at, v4, "v4") for n in range(3)])
+    stage(lake.store, "call_event", hour, [envelope(f"v5-{n}", at, v5, "v5") for n in range(3)])
     materialize_hour(lake, instance, hour)
     assert len(read_parquet(lake.store.get(curated_key("call_event", hour, 0)))) == 4
     assert lake.store.get(quarantine_key("call_event", hour))
@@ -81,7 +81,7 @@ def test_a_new_schema_version_recovers_quarantined_events(
     assert isinstance(unchanged, SkipReason)
     assert "48 hours" in unchanged.skip_message
 
-    (lake.schemas_dir / "call_event" / "v4.avsc").write_text(json.dumps(V4))
+    (lake.schemas_dir / "call_event" / "v5.avsc").write_text(json.dumps(V5))
     requests = evaluate(lake, instance)
 
     assert [(r.partition_key, r.tags["cxone/reason"]) for r in requests] == [
@@ -93,10 +93,10 @@ def test_a_new_schema_version_recovers_quarantined_events(
     }
     materialize_hour(lake, instance, hour)
     rows = read_parquet(lake.store.get(curated_key("call_event", hour, 0))).to_pylist()
-    assert [r["_event_id"] for r in rows if r["_schema_version"] == "v4"] == [
-        "v4-0",
-        "v4-1",
-        "v4-2",
+    assert [r["_event_id"] for r in rows if r["_schema_version"] == "v5"] == [
+        "v5-0",
+        "v5-1",
+        "v5-2",
     ]
     assert list(lake.store.list(quarantine_key("call_event", hour))) == []
     assert isinstance(evaluate(lake, instance), SkipReason)

@@ -49,6 +49,7 @@ def test_shipped_registry_passes_with_a_table(capsys):
         ("call_event", "v1"): ("-", "ok"),
         ("call_event", "v2"): ("NONE", "ok"),
         ("call_event", "v3"): ("FORWARD", "ok"),
+        ("call_event", "v4"): ("NONE", "ok"),
         ("completed_contact", "v1"): ("-", "ok"),
         ("completed_contact", "v2"): ("NONE", "ok"),
     }
@@ -66,6 +67,7 @@ def test_json_report_carries_full_fingerprints(capsys, monkeypatch):
         ("v1", None, "ok"),
         ("v2", "NONE", "ok"),
         ("v3", "FORWARD", "ok"),
+        ("v4", "NONE", "ok"),
     ]
     assert versions[2]["fingerprint"] == subject.version("v3").fingerprint
 
@@ -114,15 +116,15 @@ def test_unparseable_schema_is_a_one_line_error(schemas, capsys):
 
 
 def test_a_new_version_is_a_file_drop(schemas, capsys):
-    def v4(document: dict) -> None:
+    def v5(document: dict) -> None:
         field(document, "skillId").update(type="long")
         document["fields"].append({"name": "queueId", "type": ["null", "long"], "default": None})
 
-    shutil.copy(schemas / "call_event" / "v3.avsc", schemas / "call_event" / "v4.avsc")
-    edit(schemas / "call_event" / "v4.avsc", v4)
+    shutil.copy(schemas / "call_event" / "v3.avsc", schemas / "call_event" / "v5.avsc")
+    edit(schemas / "call_event" / "v5.avsc", v5)
     code, out, _ = run(capsys, "--schemas-dir", str(schemas))
     assert code == 0
-    assert ["call_event", "v4"] in [line.split()[:2] for line in out.splitlines()]
+    assert ["call_event", "v5"] in [line.split()[:2] for line in out.splitlines()]
     payload = {
         "contactId": 1,
         "customerId": "c",
@@ -135,6 +137,6 @@ def test_a_new_version_is_a_file_drop(schemas, capsys):
     }
     line = json.dumps({"event_id": "e", "received_at": "2026-11-27T19:00:00Z", "payload": payload})
     result = transform([gzip.compress(line.encode())], load_subject(schemas, "call_event"))
-    assert result.rows_per_version == {"v4": 1}
+    assert result.rows_per_version == {"v5": 1}
     assert result.table.column("skill_id").to_pylist() == [2**40]
     assert result.unmapped_fields == {}

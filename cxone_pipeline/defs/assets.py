@@ -22,7 +22,21 @@ from dagster import (
 )
 
 from cxone_pipeline.curate import CheckOutcome, HourOutcome, Recorded, curate_hour
-from cxone_pipeline.defs.checks import check_evaluations, check_outcomes, check_specs
+from cxone_pipeline.defs.catalog import (
+    DUPLICATES_ACROSS_HOURS,
+    DUPLICATES_DROPPED,
+    QUARANTINED,
+    SUPERSEDED,
+    staging_observation,
+    zone_attributes,
+)
+from cxone_pipeline.defs.checks import (
+    check_events,
+    check_outcomes,
+    check_specs,
+    recent_quarantine,
+    recent_summary,
+)
 from cxone_pipeline.defs.curated_io import CURATED_IO_MANAGER
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.display import top_counts
@@ -32,15 +46,14 @@ from cxone_pipeline.lake.layout import (
     QUARANTINE,
     STAGING,
     partition_hour,
-    zone_prefix,
 )
 from cxone_pipeline.registry import SubjectSchemas
-from cxone_pipeline.resolve import REJECT_CODES, canonical_arrow_schema
+from cxone_pipeline.report import sample_records, top_reasons
+from cxone_pipeline.resolve import canonical_arrow_schema
 from cxone_pipeline.resolve.arrow_schema import METADATA_DOCS
 
 MANIFEST_DIGEST = "staging_manifest_digest"
 REGISTRY_FINGERPRINT = "registry_fingerprint"
-QUARANTINED = "quarantined"
 
 
 def asset_key(zone: str, subject: str) -> AssetKey:
@@ -55,15 +68,7 @@ def hourly_partitions(start: str) -> HourlyPartitionsDefinition:
 
 
 def staging_spec(subject: str) -> AssetSpec:
-    return AssetSpec(
-        asset_key(STAGING, subject),
-        description=(
-            f"Raw {subject} events as the landing staged them: gzip NDJSON envelopes under "
-            f"{zone_prefix(STAGING, subject)}. Written by the landing, never by Dagster."
-        ),
-        group_name=subject,
-        kinds={"s3"},
-    )
+    return AssetSpec(asset_key(STAGING, subject), **zone_attributes(STAGING, subject))
 
 
 def _table_schema(schema: pa.Schema, docs: Mapping[str, str] | None = None) -> TableSchema:
@@ -88,19 +93,22 @@ def column_docs(schemas: SubjectSchemas) -> dict[str, str]:
     return {**docs, **METADATA_DOCS}
 
 
-def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> dict[str, Any]:
+def _counts(counts: dict[str, int]) -> MetadataValue:
+    return MetadataValue.json(dict(sorted(counts.items())))
+
+
+def _curated_metadata(outcome: HourOutcome, url: str) -> dict[str, Any]:
     result = outcome.result
-    # Every known version and code gets a number, zero included, so the UI can plot them all.
-    per_version = {f"rows/{v}": result.rows_per_version.get(v, 0) for v in versions}
-    per_code = {f"rejects/{code}": result.rejects_per_code.get(code, 0) for code in REJECT_CODES}
+    # Numbers are plotted across hours: only the ones worth a plot are numbers, per-version and
+    # per-code counts are one JSON entry each.
     return {
         "dagster/row_count": outcome.rows,
-        **per_version,
-        **per_code,
+        "rows_per_version": _counts(result.rows_per_version),
+        "rejects_per_code": _counts(result.rejects_per_code),
         QUARANTINED: outcome.rejected,
-        "duplicates_dropped": result.duplicates_dropped,
-        "duplicates_across_hours": result.duplicates_across_hours,
-        "superseded_invalid_copies": result.superseded,
+        DUPLICATES_DROPPED: result.duplicates_dropped,
+        DUPLICATES_ACROSS_HOURS: result.duplicates_across_hours,
+        SUPERSEDED: result.superseded,
         "event_time_fallbacks": outcome.event_time_fallbacks,
         "unmapped_field_count": sum(result.unmapped_fields.values()),
         # Names chosen by senders: the largest counts only, names bounded (display.py).
@@ -109,18 +117,17 @@ def _curated_metadata(outcome: HourOutcome, versions: list[str], url: str) -> di
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
         MANIFEST_DIGEST: outcome.window_digest,
         "staging_object_count": outcome.manifest.count,
-        "staging_bytes": sum(o.size for o in outcome.manifest.objects),
         "files": MetadataValue.json([f"{url}/{key}" for key in outcome.curated_keys]),
     }
 
 
 def _quarantine_metadata(outcome: HourOutcome, url: str) -> dict[str, Any]:
-    per_code = {
-        f"rejects/{code}": outcome.result.rejects_per_code.get(code, 0) for code in REJECT_CODES
-    }
+    rejects = outcome.result.rejects
     return {
         "dagster/row_count": outcome.rejected,
-        **per_code,
+        "rejects_per_code": _counts(outcome.result.rejects_per_code),
+        "top_reasons": MetadataValue.json(top_reasons(rejects)),
+        "sample_records": MetadataValue.json(sample_records(rejects)),
         "file": f"{url}/{outcome.quarantine_key}" if outcome.quarantine_key else "none",
         REGISTRY_FINGERPRINT: outcome.registry_fingerprint,
     }
@@ -137,26 +144,9 @@ def curate_assets(
         name=f"curate_{subject}",
         specs=[
             AssetSpec(
-                curated,
-                deps=[staging],
-                description=(
-                    f"{subject} events in the canonical shape of schemas/{subject}/canonical.avsc"
-                    f", one Parquet file per UTC hour under {zone_prefix(CURATED, subject)}."
-                ),
-                group_name=subject,
-                kinds={"parquet"},
+                curated, deps=[staging], **zone_attributes(CURATED, subject)
             ).with_io_manager_key(CURATED_IO_MANAGER),
-            AssetSpec(
-                quarantine,
-                deps=[staging],
-                description=(
-                    f"{subject} events no schema could resolve, with the reason, under "
-                    f"{zone_prefix(QUARANTINE, subject)}; re-materializing after a schema fix "
-                    "recovers them."
-                ),
-                group_name=subject,
-                kinds={"json"},
-            ),
+            AssetSpec(quarantine, deps=[staging], **zone_attributes(QUARANTINE, subject)),
         ],
         check_specs=check_specs(curated, partitions),
         partitions_def=partitions,
@@ -169,7 +159,6 @@ def curate_assets(
         store = lake.store()
         url = store.url.rstrip("/")
         schemas = curation.subject(subject)
-        versions = [v.version for v in schemas.versions]
         column_schema = _table_schema(canonical_arrow_schema(schemas), column_docs(schemas))
         checks: dict[str, list[CheckOutcome]] = {}
         # Each hour is read, written, recorded and checked on its own, also in a backfill run
@@ -178,7 +167,7 @@ def curate_assets(
             outcome = curate_hour(store, schemas, partition_hour(key))
             context.add_asset_metadata(
                 {
-                    **_curated_metadata(outcome, versions, url),
+                    **_curated_metadata(outcome, url),
                     "dagster/column_schema": column_schema,
                 },
                 asset_key=curated,
@@ -194,12 +183,17 @@ def curate_assets(
                 f"{outcome.result.superseded} superseded from "
                 f"{outcome.manifest.count} staging objects"
             )
+            yield staging_observation(subject, key, outcome.manifest)
             checks[key] = check_outcomes(
                 outcome, store, curation.quarantine_rate_max, schemas.rules.horizon_hours
             )
+        recent = recent_quarantine(context.instance, curated, checks, curation.quarantine_rate_max)
+        context.add_asset_metadata(
+            recent_summary(recent), asset_key=curated, partition_key=context.partition_keys[-1]
+        )
         yield MaterializeResult(asset_key=curated)
         yield MaterializeResult(asset_key=quarantine)
-        yield from check_evaluations(context, curated, checks)
+        yield from check_events(context, curated, checks, recent, curation)
 
     return curate
 

@@ -30,6 +30,7 @@ from dagster import (
 from cxone_pipeline.cxone.errors import CXoneError
 from cxone_pipeline.cxone.reporting import utc_z
 from cxone_pipeline.defs.assets import asset_key
+from cxone_pipeline.defs.catalog import ZONE_TAG, zone_group
 from cxone_pipeline.defs.cxone import CXoneResource
 from cxone_pipeline.defs.resources import CurationSettings, LakeResource
 from cxone_pipeline.lake.layout import STAGING, partition_hour, partition_key, zone_prefix
@@ -88,7 +89,8 @@ def _pull_asset(
         partitions_def=partitions,
         backfill_policy=BackfillPolicy.multi_run(hours_per_run),
         pool=PULL_POOL,
-        group_name=subject,
+        group_name=zone_group(subject, STAGING),
+        tags={ZONE_TAG: STAGING},
         kinds={"cxone", "json"},
         description=(
             f"{subject} records pulled from CXone's Reporting API, one hour per partition (the "

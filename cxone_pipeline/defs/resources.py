@@ -46,6 +46,7 @@ class CurationSettings(ConfigurableResource):
     open_hour_refresh_seconds: int = 900
     reconcile_days: int = 2
     quarantine_rate_max: float = 0.01
+    quarantine_rate_action: str = "tag"
 
     def subject(self, name: str) -> SubjectSchemas:
         return load_subject(Path(self.schemas_dir), name)
@@ -72,6 +73,7 @@ def build_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             open_hour_refresh_seconds=settings.open_hour_refresh_seconds,
             reconcile_days=settings.reconcile_days,
             quarantine_rate_max=settings.quarantine_rate_max,
+            quarantine_rate_action=settings.quarantine_rate_action,
         ),
     }
 
