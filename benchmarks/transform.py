@@ -267,6 +267,7 @@ def asset_runner(data_dir: Path) -> Callable[[list[bytes]], int]:
     from dagster_aws.s3 import S3Resource
 
     from cxone_pipeline.defs.assets import curate_assets, hourly_partitions
+    from cxone_pipeline.defs.curated_io import curated_io_managers
     from cxone_pipeline.defs.resources import CurationSettings, LakeResource
     from cxone_pipeline.lake.layout import import_key, partition_key
     from cxone_pipeline.lake.store import LocalStore
@@ -274,9 +275,12 @@ def asset_runner(data_dir: Path) -> Callable[[list[bytes]], int]:
     lake = data_dir / "lake"
     store = LocalStore(lake)
     asset = curate_assets(SUBJECT, hourly_partitions("2026-01-01-00:00"), 24)
+    lake_resource = LakeResource(lake_url=str(lake), s3=S3Resource())
+    curation = CurationSettings(schemas_dir=str(DEFAULT_SCHEMAS_DIR))
     resources = {
-        "lake": LakeResource(lake_url=str(lake), s3=S3Resource()),
-        "curation": CurationSettings(schemas_dir=str(DEFAULT_SCHEMAS_DIR)),
+        "lake": lake_resource,
+        "curation": curation,
+        **curated_io_managers(lake_resource, curation),
     }
     hours = iter(START - timedelta(days=n) for n in range(1, 300))
 
