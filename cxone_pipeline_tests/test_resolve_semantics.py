@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -458,6 +458,78 @@ def test_writer_extensions_resolve_alike_on_both_paths(tmp_path, capsys):
     texts = both_paths(schemas, [{"customerId": "d", "duration": "7", "startedAt": 0}] * 2)
     assert column(texts, "_schema_version") == ["v2", "v2"]
     assert column(texts, "duration") == [7, 7]
+
+
+def test_iso_times_and_item_keys_take_the_columnar_path_only_in_the_exact_form(tmp_path, capsys):
+    iso = {"type": "string", "logicalType": "iso-timestamp-millis"}
+    canonical = record(
+        "R",
+        [
+            {"name": "contact_id", "type": "long", "aliases": ["contactId"]},
+            {"name": "start", "type": MILLIS, "aliases": ["contactStartDate"]},
+            {
+                "name": "updated",
+                "type": ["null", MILLIS],
+                "default": None,
+                "aliases": ["lastUpdateTime"],
+            },
+            {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []},
+        ],
+    )
+    writer = record(
+        "R",
+        [
+            {"name": "contactId", "type": "long"},
+            {"name": "contactStartDate", "type": iso},
+            {"name": "lastUpdateTime", "type": ["null", iso], "default": None, "lenient": True},
+            {
+                "name": "tags",
+                "type": {"type": "array", "items": "string"},
+                "default": [],
+                "item_key": "tagName",
+            },
+        ],
+    )
+    schemas = accepted(tmp_path, capsys, canonical, writer)
+    exact = [
+        "2026-11-27T10:00:00Z",
+        "2026-11-27T10:00:00.5+01:00",
+        "2024-02-29T23:59:59.999-05:30",  # a leap day
+        "0001-01-01T00:00:00Z",
+    ]
+    slow = [
+        "2026-11-27T10:00:00.1234567Z",  # digits beyond milliseconds: truncated per record
+        "2026-11-27 10:00:00Z",  # a space, a form the extension also takes
+        "2026-11-27T10:00Z",  # no seconds
+        "2026-02-29T10:00:00Z",  # not a day: quarantined
+        "2026-11-27T24:00:00Z",  # not a time: quarantined
+        "2026-11-27T10:00:00+24:00",  # an offset Python takes and Arrow might not
+        "2026-11-27T10:00:00",  # no zone: quarantined
+    ]
+    payloads = [
+        {"contactId": n, "contactStartDate": at, "lastUpdateTime": at, "tags": [{"tagName": "vip"}]}
+        for n, at in enumerate(exact + slow)
+    ]
+    payloads[0]["lastUpdateTime"] = ""  # blank and lenient: null
+    payloads[1]["tags"] = [{"tagId": 1}]  # an item without its key: quarantined
+    result = both_paths(schemas, payloads * 4)  # enough rows for Arrow to share one parse
+    calls: list[int] = []
+    per_record = engine._resolve_record
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "_resolve_record", lambda *a: (calls.append(1), per_record(*a))[1])
+        transform([staged(payloads * 4)], schemas)
+    assert len(calls) == 4 * (len(slow) + 2)  # the exact forms went columnar, only they
+    rows = {r["contact_id"]: r for r in result.table.to_pylist()}
+    assert sorted(rows) == [0, 2, 3, 4, 5, 6, 9]
+    assert rows[0]["updated"] is None and rows[0]["tags"] == ["vip"]
+    assert rows[2]["start"] == datetime(
+        2024, 2, 29, 23, 59, 59, 999000, timezone(timedelta(hours=-5, minutes=-30))
+    )
+    assert rows[4]["start"] == datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=timezone.utc)
+    assert rows[6]["start"] == datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
+    assert rows[9]["start"] == datetime(2026, 11, 26, 10, tzinfo=timezone.utc)
+    assert sorted(set(rejected(result).values())) == ["no_matching_schema"]
+    assert len(result.rejects) == 4 * 4  # contacts 1, 7, 8 and 10
 
 
 def test_dates_and_times_hold_only_what_reads_as_one(tmp_path, capsys):

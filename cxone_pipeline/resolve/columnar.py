@@ -19,7 +19,7 @@ import pyarrow.json as pj
 
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
 from cxone_pipeline.registry.detection import writer_checks
-from cxone_pipeline.registry.extensions import ITEM_KEY, uses_extensions
+from cxone_pipeline.registry.extensions import ISO_TIMESTAMPS, ITEM_KEY, LENIENT, uses_extensions
 from cxone_pipeline.registry.validation import INT_RANGE, is_unicode
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
 from cxone_pipeline.resolve.records import LOGICAL_RANGES, PROMOTIONS, resolution
@@ -42,6 +42,103 @@ class Kind:
 
 
 _FAST_BASES = {"string", "int", "long", "float", "double", "boolean"}
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What the fast path does with a writer field that uses an extension (registry.extensions):
+    ISO-8601 text in one exact form becomes its timestamp, blank text null where the field is
+    lenient and nullable, and `item_key` arrays their items' key; any other value is left to
+    the per-record path, which converts it or names why not."""
+
+    iso_unit: str | None  # "ms" or "us" for iso-timestamp-millis/-micros
+    blank_null: bool
+    item_key: str | None
+
+    @classmethod
+    def of(cls, field: dict[str, Any]) -> Extension | None:
+        avro_type = field.get("type")
+        branches = avro_type if isinstance(avro_type, list) else [avro_type]
+        inner = [b for b in branches if b != "null"]
+        logical = (
+            inner[0].get("logicalType") if len(inner) == 1 and isinstance(inner[0], dict) else None
+        )
+        unit = {"timestamp-millis": "ms", "timestamp-micros": "us"}.get(
+            ISO_TIMESTAMPS.get(logical, "")
+        )
+        key = field.get(ITEM_KEY)
+        if unit is None and key is None:
+            return None
+        blank_null = field.get(LENIENT) is True and len(inner) < len(branches)
+        return cls(unit, blank_null, key if isinstance(key, str) else None)
+
+    def read(self, column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """The column in the field's effective type where the fast path can convert it, and
+        the rows it leaves to the per-record path."""
+        undecided = np.zeros(len(column), dtype=bool)
+        if self.item_key is not None and pa.types.is_list(column.type):
+            items = column.values
+            if pa.types.is_struct(items.type) and items.type.get_field_index(self.item_key) >= 0:
+                plucked = items.field(self.item_key)
+                undecided[
+                    pc.list_parent_indices(column).to_numpy()[~as_mask(plucked.is_valid())]
+                ] = True
+                column = pa.ListArray.from_arrays(column.offsets, plucked, mask=column.is_null())
+            return column, undecided
+        if self.iso_unit is None or not pa.types.is_string(column.type):
+            return column, undecided
+        blank = as_mask(pc.equal(pc.utf8_trim_whitespace(column), ""))
+        exact = as_mask(pc.match_substring_regex(column, _FAST_ISO[self.iso_unit]))
+        exact[exact] = _real_moments(column.filter(pa.array(exact)))
+        undecided = as_mask(column.is_valid()) & ~exact & ~(blank & self.blank_null)
+        texts = pc.if_else(pa.array(exact), column, pa.scalar(None, pa.string()))
+        try:
+            moments = texts.cast(pa.timestamp(self.iso_unit, tz="UTC"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a day that does not exist
+            return pa.nulls(len(column), pa.int64()), as_mask(column.is_valid())
+        return moments.cast(pa.int64()), undecided
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _real_moments(texts: pa.Array) -> np.ndarray:
+    """Which texts of the exact ISO form name a real day, time and zone offset, checked on
+    the digits (a cast would fail for the whole column on one 30 February)."""
+
+    utc = pa.array(as_mask(pc.ends_with(texts, "Z")))
+
+    def number(start: int, stop: int | None) -> np.ndarray:
+        digits = pc.utf8_slice_codeunits(texts, start, stop)
+        if start < 0:  # a zone offset's digits; "Z" has none
+            digits = pc.if_else(utc, pa.scalar("0"), digits)
+        return digits.cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+    year, month, day = number(0, 4), number(5, 7), number(8, 10)
+    hour, minute, second = number(11, 13), number(14, 16), number(17, 19)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    in_month = np.where(month == 2, 28 + leap, _DAYS_IN_MONTH[np.clip(month, 0, 12)])
+    zone_ok = (number(-5, -3) <= 23) & (number(-2, None) <= 59)
+    return (
+        (year >= 1)
+        & (month >= 1)
+        & (month <= 12)
+        & (day >= 1)
+        & (day <= in_month)
+        & (hour <= 23)
+        & (minute <= 59)
+        & (second <= 59)
+        & zone_ok
+    )
+
+
+# The one ISO-8601 form Arrow's cast reads exactly as `extensions.parse_iso8601` does (no
+# digits to truncate): the per-record path takes every other form the extension accepts.
+_FAST_ISO = {
+    unit: r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
+    + rf"(\.\d{{1,{digits}}})?(Z|[+-]\d{{2}}:\d{{2}})$"
+    for unit, digits in (("ms", 3), ("us", 6))
+}
 
 
 def kind_of(avro_type: Any, named: dict[str, Any]) -> Kind | None:
@@ -95,6 +192,7 @@ class WriterField:
     kind: Kind | None  # None: a shape only the per-record path validates
     has_default: bool  # with a default valid for its type
     extended: bool = False  # a writer extension (registry.extensions) converts its values
+    extension: Extension | None = None  # how the fast path converts some of them
 
 
 @dataclass(frozen=True)
@@ -107,6 +205,7 @@ class FieldSource:
     writer: Kind | None
     writer_default: Any
     reader_default: Any
+    extension: Extension | None = None
 
 
 @dataclass(frozen=True)
@@ -123,13 +222,19 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
     for version in subject.versions:
         named = version.schema.get("__named_schemas", {})
         checks = writer_checks(version)
-        extended = {f["name"] for f in version.document.get("fields", ()) if uses_extensions(f)}
+        documented = {f["name"]: f for f in version.document.get("fields", ())}
+        extensions = {
+            name: Extension.of(field)
+            for name, field in documented.items()
+            if uses_extensions(field)
+        }
         fields = tuple(
             WriterField(
                 f["name"],
                 kind_of(f["type"], named),
                 "default" in f and checks.check(f["type"])(f["default"]),
-                f["name"] in extended,
+                f["name"] in extensions,
+                extensions.get(f["name"]),
             )
             for f in version.fields
         )
@@ -138,7 +243,9 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
         # does one with a default Arrow cannot hold (text that is not Unicode).
         sources = (
             [
-                _field_source(field, version, subject.canonical, resolved.sources[field["name"]])
+                _field_source(
+                    field, version, subject.canonical, resolved.sources[field["name"]], extensions
+                )
                 for field in subject.canonical.fields
             ]
             if not resolved.problems
@@ -154,7 +261,11 @@ def plan_versions(subject: SubjectSchemas) -> dict[str, VersionPlan]:
 
 
 def _field_source(
-    field: dict[str, Any], writer: SchemaVersion, canonical: SchemaVersion, source_name: str | None
+    field: dict[str, Any],
+    writer: SchemaVersion,
+    canonical: SchemaVersion,
+    source_name: str | None,
+    extensions: dict[str, Extension | None],
 ) -> FieldSource | None:
     """How canonical `field` comes from `writer`'s field `source_name` (None: its default), or
     None when the fast path cannot resolve it exactly."""
@@ -170,7 +281,13 @@ def _field_source(
     if kind is None or not _readable(kind, reader):
         return None
     return FieldSource(
-        field["name"], reader, source["name"], kind, source.get("default"), field.get("default")
+        field["name"],
+        reader,
+        source["name"],
+        kind,
+        source.get("default"),
+        field.get("default"),
+        extensions.get(source["name"]),
     )
 
 
@@ -182,7 +299,14 @@ def explicit_payload_types(subject: SubjectSchemas) -> pa.StructType:
         named = version.schema.get("__named_schemas", {})
         for field in version.fields:
             kind = kind_of(field["type"], named)
-            if kind is None or ITEM_KEY in field:  # items sent as objects: not text on the wire
+            documented = next(
+                (f for f in version.document.get("fields", ()) if f.get("name") == field["name"]),
+                {},
+            )
+            extension = Extension.of(documented)
+            if extension is not None and extension.iso_unit is not None:
+                shape = "text"  # ISO-8601 text: Arrow must not read it as a timestamp itself
+            elif kind is None or ITEM_KEY in field:  # items sent as objects: not text on the wire
                 shape = "other"
             elif kind.base == "array":
                 shape = "text list" if kind.item and kind.item.base == "string" else "other"
@@ -552,7 +676,11 @@ def validate_rows(
         if field.kind is None:
             undecided |= here
             continue
-        ok, unsure = _check_values(payload.field(field.name), field.kind)
+        column, converted_elsewhere = payload.field(field.name), np.zeros(n, dtype=bool)
+        if field.extension is not None:
+            column, converted_elsewhere = field.extension.read(column)
+        ok, unsure = _check_values(column, field.kind)
+        unsure |= converted_elsewhere
         if field.extended:  # a value the extension converts: the per-record path decides
             unsure = unsure | ~ok
         valid &= ~here | ok
@@ -578,7 +706,10 @@ def resolve_columns(
         if payload.type.get_field_index(source.writer_field) < 0:
             values = _constant(source.writer_default, source.writer.arrow, n)
         else:
-            values = _as_writer(payload.field(source.writer_field).take(indices), source.writer)
+            values = payload.field(source.writer_field).take(indices)
+            if source.extension is not None:  # rows validated: every value converts
+                values, _ = source.extension.read(values)
+            values = _as_writer(values, source.writer)
             if source.writer_default is not None:
                 default = _constant(source.writer_default, source.writer.arrow, 1)[0]
                 values = values.fill_null(default)
