@@ -16,6 +16,7 @@ from cxone_pipeline.lake.layout import (
     CHANGES,
     curated_key,
     parse_change_marker,
+    parse_staging_key,
     partition_hour,
     partition_key,
     quarantine_key,
@@ -289,7 +290,7 @@ def test_the_landing_stages_by_event_time_and_leaves_a_marker(
     assert response.json()["event_ids"] == ["5", "6", "7"]
 
     hours = {
-        e["payload"]["contactId"]: partition_hour(_key_hour(e["_key"]))
+        e["payload"]["contactId"]: parse_staging_key(e["_key"]).hour
         for e in staged_envelopes(store, "contact")
     }
     received_hour = now.replace(minute=0, second=0, microsecond=0)
@@ -304,38 +305,16 @@ def test_the_landing_stages_by_event_time_and_leaves_a_marker(
     assert sorted(row["note"] for row in curated(store, "contact", hours[6])) == ["future"]
 
 
-def _key_hour(key: str) -> str:
-    parts = dict(part.split("=") for part in key.split("/") if "=" in part)
-    return f"{parts['year']}-{parts['month']}-{parts['day']}-{parts['hour']}:00"
-
-
 def test_a_stale_copy_pushed_later_never_overrides_the_newer_one(
     store: Store, contact: SubjectSchemas
 ) -> None:
-    stage(
-        store,
-        "contact",
-        H10,
-        [
-            envelope(
-                "1",
-                H10 + timedelta(hours=5),
-                contact_payload(1, "2026-03-04T12:00:00Z", "pulled, newer"),
-            )
-        ],
-    )
-    stage(
-        store,
-        "contact",
-        H10,
-        [
-            envelope(
-                "1",
-                H10 + timedelta(hours=6),
-                contact_payload(1, "2026-03-04T10:45:00Z", "pushed, stale"),
-            )
-        ],
-    )
+    copies = [
+        (5, "2026-03-04T12:00:00Z", "pulled, newer"),
+        (6, "2026-03-04T10:45:00Z", "pushed, stale"),
+    ]
+    for hours_later, updated, note in copies:  # one staging object each, as pull and push write
+        at = H10 + timedelta(hours=hours_later)
+        stage(store, "contact", H10, [envelope("1", at, contact_payload(1, updated, note))])
     outcome = curate(store, contact, H10)
     assert [row["note"] for row in curated(store, "contact", H10)] == ["pulled, newer"]
     assert (outcome.rows, outcome.result.duplicates_dropped) == (1, 1)
