@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -385,28 +384,38 @@ def check_quarantine_rate(outcome: HourOutcome, max_rate: float) -> CheckOutcome
     )
 
 
-def curated_ids(store: Store, subject: str, hour: datetime) -> list[str]:
+def curated_ids(store: Store, subject: str, hour: datetime) -> pa.ChunkedArray:
     """The `_event_id`s of an hour's curated files, read back as a consumer would."""
-    return [
-        event_id
+    tables = [
+        read_parquet(store.get(info.key), columns=["_event_id"])
         for info in store.list(hour_prefix(CURATED, subject, hour))
-        for event_id in read_parquet(store.get(info.key)).column("_event_id").to_pylist()
     ]
+    if not tables:
+        return pa.chunked_array([], pa.string())
+    return pa.concat_tables(tables).column("_event_id")
 
 
 def check_unique_event_ids(
     store: Store, subject: str, hour: datetime, horizon_hours: int = 0
 ) -> CheckOutcome:
     """Look for ids repeated in the hour's curated files, or also curated in a neighbour hour
-    within the dedupe horizon."""
-    counts = Counter(curated_ids(store, subject, hour))
-    repeated = {event_id: n for event_id, n in counts.items() if n > 1}
+    within the dedupe horizon (counted in Arrow: an hour may hold millions of ids)."""
+    ids = curated_ids(store, subject, hour)
+    counts = pc.value_counts(ids)
+    several = pc.greater(counts.field("counts"), 1)
+    repeated = dict(
+        zip(
+            counts.field("values").filter(several).to_pylist(),
+            counts.field("counts").filter(several).to_pylist(),
+            strict=True,
+        )
+    )
     elsewhere: dict[str, int] = {}
     for offset in (*range(-horizon_hours, 0), *range(1, horizon_hours + 1)):
-        neighbour = hour + timedelta(hours=offset)
-        for event_id in set(curated_ids(store, subject, neighbour)) & counts.keys():
+        neighbour = curated_ids(store, subject, hour + timedelta(hours=offset))
+        for event_id in pc.unique(neighbour.filter(pc.is_in(neighbour, ids))).to_pylist():
             elsewhere[event_id] = elsewhere.get(event_id, 0) + 1
-    total = counts.total()
+    total = len(ids)
     metadata: dict[str, Any] = {
         "rows": total,
         "duplicate_ids": len(repeated),

@@ -126,15 +126,23 @@ class _Lines:
 
     def __init__(self) -> None:
         self._firsts: list[int] = []
-        self._objects: list[columnar.ObjectLines] = []
+        self._objects: list[columnar.ObjectLines | None] = []
 
     def add(self, first: int, staged: columnar.ObjectLines) -> None:
         self._firsts.append(first)
         self._objects.append(staged)
 
+    def release_before(self, seq: int) -> None:
+        """Free the text of every object whose lines all come before `seq`: their rows are
+        resolved (or parsed for the per-record path) and need them no more."""
+        for number in range(bisect.bisect_right(self._firsts, seq) - 1):
+            self._objects[number] = None
+
     def __getitem__(self, seq: int) -> bytes:
         number = bisect.bisect_right(self._firsts, seq) - 1
-        return self._objects[number].line(seq - self._firsts[number])
+        staged = self._objects[number]
+        assert staged is not None, "a line of a released object"
+        return staged.line(seq - self._firsts[number])
 
 
 @dataclass
@@ -274,6 +282,7 @@ def _read(
             for run in parsed.runs:
                 if not pending.accepts(run.table):
                     pending.flush(outcome, source, consume)
+                    source.release_before(seq)  # earlier objects' rows are all resolved
                 pending.add(run.table, run.rows + seq, parsed.nulls[:, run.rows])
             seq += len(staged)
         pending.flush(outcome, source, consume)

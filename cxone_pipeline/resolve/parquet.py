@@ -14,5 +14,5 @@ def write_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def read_parquet(data: bytes) -> pa.Table:
-    return pq.read_table(pa.BufferReader(data))
+def read_parquet(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data), columns=columns)
