@@ -391,10 +391,21 @@ class ObjectLines:
         return self.text[start : start + int(self.lengths[index])]
 
     def subset(self, rows: np.ndarray) -> ObjectLines:
-        """The given lines only."""
+        """The given lines only (in order): the text is cut in runs of consecutive lines,
+        few when a minority of lines is set aside."""
         if len(rows) == len(self):
             return self
-        return ObjectLines.of([self.line(i) for i in rows.tolist()])
+        if not len(rows):
+            return ObjectLines.of([])
+        lengths = self.lengths[rows]
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        firsts, lasts = rows[np.r_[0, breaks]], rows[np.r_[breaks, len(rows)] - 1]
+        ends = self.starts[lasts] + self.lengths[lasts]
+        pieces = zip(self.starts[firsts].tolist(), ends.tolist(), strict=True)
+        text = b"\n".join(self.text[start:end] for start, end in pieces)
+        starts = np.zeros(len(rows), dtype=np.int64)
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        return ObjectLines(text, starts, lengths)
 
     def braced(self) -> np.ndarray:
         """Lines that start with "{" and end with "}": the only ones that can be envelopes."""
@@ -410,13 +421,20 @@ class ObjectLines:
         rows = np.searchsorted(self.starts, found, side="right") - 1
         return np.bincount(rows, minlength=len(self))
 
-    def null_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per line, occurrences of "null" and of the envelope's `"schema_version": null`."""
+    def null_counts(self, payloads_name_it: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Per line, occurrences of "null" and of the envelope's `"schema_version": null`.
+        When no payload has a `schema_version` key of its own, an object whose every "null"
+        is an envelope's (the usual case) is answered from two counts over its text."""
+        envelope = sum(self.text.count(form) for form in _ENVELOPE_NULL_FORMS)
+        if not payloads_name_it and self.text.count(b"null") == envelope:
+            nothing = np.zeros(len(self), dtype=np.int64)
+            return nothing, nothing
         return self.rows_matching(_NULL), self.rows_matching(_ENVELOPE_NULL)
 
 
 _NULL = re.compile(rb"null")
 _ENVELOPE_NULL = re.compile(rb'"schema_version": ?null')
+_ENVELOPE_NULL_FORMS = (b'"schema_version":null', b'"schema_version": null')
 
 
 @dataclass
@@ -433,8 +451,13 @@ def parse_object(
     """Everything Arrow does for one staged object; Arrow releases the GIL, so objects can be
     parsed on several threads. `conflicts` is shared by the objects of one call."""
     runs, leftovers = parse_runs(staged, payload_types, conflicts)
-    nulls = np.stack(staged.null_counts()) if runs else np.zeros((2, 0), dtype=np.int64)
-    return ParsedObject(staged, runs, leftovers, nulls)
+    if not runs:
+        return ParsedObject(staged, runs, leftovers, np.zeros((2, 0), dtype=np.int64))
+    named = any(
+        run.table.schema.field("payload").type.get_field_index("schema_version") >= 0
+        for run in runs
+    )
+    return ParsedObject(staged, runs, leftovers, np.stack(staged.null_counts(named)))
 
 
 def parse_runs(
