@@ -82,7 +82,7 @@ class Window:
 
 
 def iso_text(moment: datetime, logical_type: str) -> str:
-    digits = 3 if logical_type == "iso-timestamp-millis" else 6
+    digits = 3 if ISO_TIMESTAMPS[logical_type] == "timestamp-millis" else 6
     fraction = f"{moment.microsecond:06d}"[:digits]
     return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S}.{fraction}Z"
 
@@ -307,11 +307,6 @@ def post_samples(
         print(f"posted {posted} {schemas.name} {writer.version} events")
     unresolvable = samples.batch(schemas.versions[0], "unknown", UNRESOLVABLE_EVENTS, window)
     post(client, url, schemas.name, unresolvable, UNKNOWN_VERSION)
-    post(
-        client,
-        url,
-        schemas.name,
-        [{"eventId": f"demo-{samples.run}-shapeless", "no": "schema"}],
-        None,
-    )
+    shapeless = {"eventId": f"demo-{samples.run}-shapeless", "no": "schema"}
+    post(client, url, schemas.name, [shapeless], None)
     print(f"posted {UNRESOLVABLE_EVENTS + 1} {schemas.name} events no schema resolves")
