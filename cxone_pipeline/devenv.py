@@ -101,6 +101,17 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> 
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
 
 
+def create_instance_storage(env: dict[str, str]) -> None:
+    """Create a new DAGSTER_HOME's SQLite storage before the webserver and the daemon start:
+    creating it at the same time, they can stamp two schema revisions, after which neither
+    loads the code location ("alembic_version has more than one head", dagster#27390)."""
+    command = [str(BIN / "dagster"), "instance", "migrate"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"`{' '.join(command[1:])}` failed: cannot create the Dagster instance")
+
+
 def dev_settings(environ: dict[str, str], now: datetime) -> dict[str, str]:
     """What `up` sets unless the environment already does: a short open-hour refresh and
     partitions from DEV_PARTITION_DAYS days before today."""
@@ -131,7 +142,8 @@ def up(args: argparse.Namespace) -> int:
     ensure_environment()
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    if not (dagster_home / "dagster.yaml").exists():
+    fresh_home = not (dagster_home / "dagster.yaml").exists()
+    if fresh_home:
         shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     configured = os.environ.get("CXONE_PIPELINE_INGEST_TOKEN", "").strip(", ")
     generated = None if configured else secrets.token_urlsafe(24)
@@ -145,6 +157,8 @@ def up(args: argparse.Namespace) -> int:
         "CXONE_PIPELINE_LAKE_URL": os.environ.get("CXONE_PIPELINE_LAKE_URL") or str(ROOT / ".lake"),
         "CXONE_PIPELINE_INGEST_TOKEN": configured or str(generated),
     }
+    if fresh_home:
+        create_instance_storage(env)
     landing_url = f"http://{LOOPBACK}:{args.landing_port}"
     dagster_url = f"http://{LOOPBACK}:{args.dagster_port}"
     commands = stack_commands(args.landing_port, args.dagster_port)

@@ -115,14 +115,16 @@ def instance() -> Iterator[DagsterInstance]:
 
 START = "2025-01-01-00:00"
 CURATE_CALLS = curate_assets("call_event", hourly_partitions(START), hours_per_run=24)
+CURATE_CONTACTS = curate_assets("completed_contact", hourly_partitions(START), hours_per_run=24)
 
 
 def materialize_hour(
-    lake: Lake, instance: DagsterInstance, hour: datetime
+    lake: Lake, instance: DagsterInstance, hour: datetime, curate: AssetsDefinition = CURATE_CALLS
 ) -> ExecuteInProcessResult:
-    """Materialize curated/quarantine call_event for one hour, as a sensor-launched run would."""
+    """Materialize curated/quarantine of a subject (call_event unless `curate` says) for one
+    hour, as a sensor-launched run would."""
     result = materialize(
-        [CURATE_CALLS],
+        [curate],
         partition_key=partition_key(hour),
         resources=lake.resources(),
         instance=instance,
@@ -132,11 +134,16 @@ def materialize_hour(
 
 
 def materialize_downstream(
-    lake: Lake, instance: DagsterInstance, asset: AssetsDefinition, partition: str
+    lake: Lake,
+    instance: DagsterInstance,
+    asset: AssetsDefinition,
+    partition: str,
+    curate: AssetsDefinition = CURATE_CALLS,
 ) -> ExecuteInProcessResult:
-    """Materialize an asset whose input is curated/call_event, loaded from the lake."""
+    """Materialize an asset whose input is the curated asset of `curate` (call_event unless
+    it says), loaded from the lake."""
     return materialize(
-        [CURATE_CALLS, asset],
+        [curate, asset],
         selection=[asset],
         partition_key=partition,
         resources=lake.resources(),

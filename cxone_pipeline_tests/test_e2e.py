@@ -12,18 +12,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from cxone_pipeline.devenv import create_instance_storage
 from cxone_pipeline.lake.layout import (
     CURATED,
     QUARANTINE,
     STAGING,
     parse_hour_path,
-    partition_hour,
     partition_key,
 )
 from cxone_pipeline.lake.store import LocalStore, ObjectNotFound
@@ -88,6 +89,40 @@ AGENT_EVENTS = [
     ),
 ]
 
+
+def completed_contacts(started: datetime) -> list[tuple[str | None, dict]]:
+    """Contacts a Studio script pushes as CXone's current API versions spell them: two skills,
+    one abandoned, numbers and flags as text as some endpoints send them, and an earlier
+    update of the first contact posted after it (the later lastUpdateTime wins)."""
+    start = started.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    updated = (started + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    def contact(
+        contact_id: int, skill: tuple[int, str], agent: Any, acw: Any, queue: Any, **more: Any
+    ) -> tuple[str, dict]:
+        payload = {
+            "contactId": contact_id,
+            "contactStartDate": start,
+            "lastUpdateTime": updated,
+            "skillId": skill[0],
+            "skillName": skill[1],
+            "agentSeconds": agent,
+            "acwSeconds": acw,
+            "inQueueSeconds": queue,
+            "abandoned": False,
+        }
+        return "v2", {**payload, **more}
+
+    sales, support = (11, "Sales"), (12, "Support")
+    return [
+        contact(7000000001, sales, 100, 20, 10),
+        contact(7000000002, sales, "200", "10", "30", abandoned="false"),
+        contact(7000000003, sales, 0, 0, 50, abandoned=True),
+        contact(7000000004, support, 60, 0, 5),
+        contact(7000000001, sales, 999, 0, 1, lastUpdateTime=start),
+    ]
+
+
 RUNS = """
 query Runs($tags: [ExecutionTag!]) {
   runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId status } } }
@@ -137,6 +172,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, str, LocalStore]]:
         "CXONE_PIPELINE_OPEN_HOUR_REFRESH_SECONDS": "1",
         "CXONE_PIPELINE_CLOSE_GRACE_SECONDS": "0",
     }
+    create_instance_storage({**os.environ, **env})
     landing_port, dagster_port = free_port(), free_port()
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     processes = [
@@ -175,14 +211,17 @@ def stack(tmp_path: Path) -> Iterator[tuple[str, str, LocalStore]]:
             stop_process(process, timeout=30)
 
 
-def post(landing_url: str, subject: str, events: list[tuple[str | None, dict]]) -> None:
+def post(landing_url: str, subject: str, events: list[tuple[str | None, dict]]) -> list[str]:
+    """POST each event on its own; returns the event ids the landing answered."""
+    ids = []
     for version, payload in events:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         if version:
             headers["X-Schema-Version"] = version
         response = httpx.post(f"{landing_url}/ingest/{subject}", json=payload, headers=headers)
         assert response.status_code == 202, response.text
-        assert response.json()["event_ids"] == [payload["eventId"]]
+        ids += response.json()["event_ids"]
+    return ids
 
 
 def curated_rows(store: LocalStore, subject: str) -> list[dict]:
@@ -198,14 +237,17 @@ def curated_rows(store: LocalStore, subject: str) -> list[dict]:
 @pytest.mark.timeout(420)
 def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
     landing_url, dagster_url, store = stack
-    post(landing_url, "call_event", CALL_EVENTS)
-    post(landing_url, "agent_state", AGENT_EVENTS)
+    assert post(landing_url, "call_event", CALL_EVENTS) == [e["eventId"] for _, e in CALL_EVENTS]
+    assert post(landing_url, "agent_state", AGENT_EVENTS) == ["a1", "a2"]
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    contacts = completed_contacts(started)
+    contact_ids = [str(c["contactId"]) for _, c in contacts]
+    assert post(landing_url, "completed_contact", contacts) == contact_ids
 
     def all_curated() -> bool:
-        ids = {
-            r["_event_id"] for s in ("call_event", "agent_state") for r in curated_rows(store, s)
-        }
-        return ids == {"c1", "c2", "c3", "c4", "c5", "a1", "a2"}
+        subjects = ("call_event", "agent_state", "completed_contact")
+        ids = {r["_event_id"] for s in subjects for r in curated_rows(store, s)}
+        return ids == {"c1", "c2", "c3", "c4", "c5", "a1", "a2", *contact_ids}
 
     def sensor_runs_done() -> list[dict] | None:
         if not all_curated():
@@ -236,6 +278,16 @@ def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
         r["_event_id"]: (r["agent_id"], r["state"]) for r in curated_rows(store, "agent_state")
     }
     assert agents == {"a1": (1, "Available"), "a2": (3, "Unavailable")}
+    curated_contacts = {
+        r["contact_id"]: (r["skill_id"], r["agent_seconds"], r["abandoned"], r["contact_start"])
+        for r in curated_rows(store, "completed_contact")
+    }
+    assert curated_contacts == {
+        7000000001: (11, 100.0, False, started),  # the copy updated last
+        7000000002: (11, 200.0, False, started),
+        7000000003: (11, 0.0, True, started),
+        7000000004: (12, 60.0, False, started),
+    }
     rejects = [
         reject
         for info in store.list(f"{QUARANTINE}/call_event/")
@@ -247,7 +299,10 @@ def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
 
     partition = partition_key(parse_hour_path(next(iter(store.list(f"{STAGING}/call_event/"))).key))
     results = {}
-    for subject in ("call_event", "agent_state"):
+    # Completed contacts are partitioned by their start, the others by arrival.
+    partitions = {"call_event": partition, "agent_state": partition}
+    partitions["completed_contact"] = partition_key(started)
+    for subject, partition in partitions.items():
         for check in ("schema_drift", "quarantine_rate", "unique_event_ids"):
             executions = graphql(
                 dagster_url,
@@ -266,13 +321,18 @@ def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
         ("agent_state", "schema_drift"): (True, "WARN"),
         ("agent_state", "quarantine_rate"): (True, "ERROR"),
         ("agent_state", "unique_event_ids"): (True, "ERROR"),
+        ("completed_contact", "schema_drift"): (True, "WARN"),
+        ("completed_contact", "quarantine_rate"): (True, "ERROR"),
+        ("completed_contact", "unique_event_ids"): (True, "ERROR"),
     }
 
-    # The marts_sensor then builds the day's contact KPIs from the curated hour.
-    day = partition_hour(partition).date()
+    # The marts_sensor then builds the day's contact KPIs from the curated completed contacts.
+    day = started.date()
     expected_kpis = [
-        (1, 1, 40.0),  # c4, the only event with a skill
-        (None, 4, 27.5),  # c1, c2, c3, c5: (10 + 20 + 30 + 50) / 4
+        # contacts, abandoned, rate, average handle (agent + after-call work of answered
+        # contacts), average queue
+        (11, "Sales", 3, 1, 1 / 3, 165.0, 30.0),
+        (12, "Support", 1, 0, 0.0, 60.0, 5.0),
     ]
 
     def kpis() -> list[tuple] | None:
@@ -280,7 +340,7 @@ def test_posted_events_become_curated_rows_and_check_results(stack) -> None:
             table = read_mart(store, "contact_kpis", day)
         except ObjectNotFound:
             return None
-        rows = [(r["skill_id"], r["contacts"], r["avg_handle_seconds"]) for r in table.to_pylist()]
+        rows = [tuple(r.values())[1:] for r in table.to_pylist()]
         return rows if rows == expected_kpis else None
 
     wait_for("marts/contact_kpis of the day", kpis, timeout=120)

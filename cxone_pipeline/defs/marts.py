@@ -90,9 +90,10 @@ def contact_kpis_asset(subject: str, partitions: DailyPartitionsDefinition) -> A
         kinds={"parquet", "pandas"},
         description=(
             f"Per skill and UTC day, from the day's curated/{subject} hours: contacts, abandoned "
-            "contacts and rate, average handle and queue time (null where the subject does not "
-            f"carry the fact). One Parquet file per day under marts/{CONTACT_KPIS}/. The example "
-            "model: see docs/dagster.md, 'Building on the lake'."
+            f"contacts and rate, average handle time ({' + '.join(columns.handle_seconds)} of "
+            "answered contacts) and queue time (null where the subject does not carry the "
+            f"fact). One Parquet file per day under marts/{CONTACT_KPIS}/. The example model: "
+            "see docs/dagster.md, 'Building on the lake' (also for what handle time leaves out)."
         ),
     )
     def contact_kpis(

@@ -56,10 +56,9 @@ SUBJECT_COLUMNS = {
         queue_seconds="in_queue_seconds",
     ),
 }
-# The subject the shipped model reads. Switch to "completed_contact" once that subject's
-# canonical columns match its SUBJECT_COLUMNS entry (a test checks the mapping against
-# every canonical.avsc in the registry).
-CONTACT_KPIS_SUBJECT = "call_event"
+# The subject the shipped model reads (a test checks every mapping against its subject's
+# canonical.avsc): CXone's completed contacts, pulled or pushed.
+CONTACT_KPIS_SUBJECT = "completed_contact"
 
 KPI_SCHEMA = pa.schema(
     [
