@@ -307,7 +307,7 @@ def _in_order(
         yield data, future.result()
 
 
-_BATCH_ROWS = 100_000
+_BATCH_ROWS = 50_000
 
 
 @dataclass
@@ -618,14 +618,16 @@ def select(
     kept_rows.append(seqs[starts & is_local & valid])
     kept_rejects.append(seqs[starts & is_local & ~valid])
 
-    table = resolved.table
+    table = resolved.table.drop_columns([_SEQ]).combine_chunks()
     if table.num_rows:
-        row_seqs = table.column(_SEQ).to_numpy()
+        # The kept rows in output order, taken in one copy of the table.
+        row_seqs = resolved.table.column(_SEQ).to_numpy()
         wanted = np.zeros(int(row_seqs.max()) + 1, dtype=bool)
         wanted[np.concatenate(kept_rows)] = True
-        table = table.filter(pa.array(wanted[row_seqs]))
-    table = table.sort_by([(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")])
-    table = table.drop_columns([_SEQ]).combine_chunks()
+        kept = np.flatnonzero(wanted[row_seqs])
+        keys = table.select([RECEIVED_AT, EVENT_ID]).take(kept)
+        order = pc.sort_indices(keys, [(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")])
+        table = table.take(pa.array(kept).take(order))
     quarantined = set(np.concatenate(kept_rejects).tolist())
     rejected = sorted(
         (r for r in resolved.rejects if r.event_id is None or r.seq in quarantined),
