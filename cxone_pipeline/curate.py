@@ -211,15 +211,13 @@ def curate_hour(
     window = staging_window(store, schemas, hour, now)
     manifest = window.own
     resolved = resolve((store.get(o.key) for o in manifest.objects), schemas)
-    local_ids = set(resolved.table.column("_event_id").to_pylist())
     rejected_ids = {r.event_id for r in resolved.rejects if r.event_id is not None}
     with_later = counts_later_hours(schemas, len(rejected_ids))
-    neighbours = [
-        _copies_of(store, schemas, neighbour, local_ids | rejected_ids, offset)
-        for offset, neighbour in window.neighbours
-        if offset < 0 or with_later
-    ]
+    compared = [(o, m) for o, m in window.neighbours if o < 0 or with_later]
+    ids = set(resolved.table.column("_event_id").to_pylist()) | rejected_ids if compared else set()
+    neighbours = [_copies_of(store, schemas, m, ids, offset) for offset, m in compared]
     result = select(resolved, schemas, neighbours)
+    del resolved, neighbours  # every copy is in `result` or counted: free them before writing
 
     written: tuple[str, ...] = ()
     if result.table.num_rows:
@@ -401,15 +399,16 @@ def check_unique_event_ids(
     """Look for ids repeated in the hour's curated files, or also curated in a neighbour hour
     within the dedupe horizon (counted in Arrow: an hour may hold millions of ids)."""
     ids = curated_ids(store, subject, hour)
-    counts = pc.value_counts(ids)
-    several = pc.greater(counts.field("counts"), 1)
-    repeated = dict(
-        zip(
-            counts.field("values").filter(several).to_pylist(),
-            counts.field("counts").filter(several).to_pylist(),
-            strict=True,
+    repeated: dict[str, int] = {}
+    if len(pc.unique(ids)) < len(ids):  # counted only when some id repeats
+        counts = pc.value_counts(ids)
+        several = pc.greater(counts.field("counts"), 1)
+        values, numbers = counts.field("values"), counts.field("counts")
+        repeated = dict(
+            zip(
+                values.filter(several).to_pylist(), numbers.filter(several).to_pylist(), strict=True
+            )
         )
-    )
     elsewhere: dict[str, int] = {}
     for offset in (*range(-horizon_hours, 0), *range(1, horizon_hours + 1)):
         neighbour = curated_ids(store, subject, hour + timedelta(hours=offset))
