@@ -618,7 +618,7 @@ def select(
     kept_rows.append(seqs[starts & is_local & valid])
     kept_rejects.append(seqs[starts & is_local & ~valid])
 
-    table = resolved.table.drop_columns([_SEQ]).combine_chunks()
+    table = resolved.table.drop_columns([_SEQ])  # still the parts: `take` makes the one copy
     if table.num_rows:
         # The kept rows in output order, taken in one copy of the table.
         row_seqs = resolved.table.column(_SEQ).to_numpy()
@@ -628,6 +628,7 @@ def select(
         keys = table.select([RECEIVED_AT, EVENT_ID]).take(kept)
         order = pc.sort_indices(keys, [(RECEIVED_AT, "ascending"), (EVENT_ID, "ascending")])
         table = table.take(pa.array(kept).take(order))
+    table = table.combine_chunks()
     quarantined = set(np.concatenate(kept_rejects).tolist())
     rejected = sorted(
         (r for r in resolved.rejects if r.event_id is None or r.seq in quarantined),
