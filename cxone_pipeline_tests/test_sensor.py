@@ -183,8 +183,12 @@ def test_tick_lists_only_the_look_back_hours(
         for hour in window
     }
     markers = [zone_prefix(CHANGES, s) for s in ("agent_state", "call_event")]
+    # The markers: read from the cursor, and the old ones pruned (at most once an hour).
     assert sorted(p for p in listed if not p.startswith("staging/")) == sorted(markers * 2)
     assert result.run_requests == []
+    listed.clear()
+    tick(lake, instance, cursor=result.cursor)
+    assert sorted(p for p in listed if not p.startswith("staging/")) == sorted(markers)
 
 
 def test_skip_reasons_say_what_the_sensor_waits_for() -> None:

@@ -33,8 +33,10 @@ from cxone_pipeline.lake.layout import (
     partition_key,
 )
 
-# Markers older than this have been read long ago (the cursor only looks back minutes).
+# Markers older than this have been read long ago (the cursor only looks back minutes); they
+# are deleted at most once an hour, so a tick costs one listing of the markers per subject.
 MARKER_RETENTION = timedelta(days=1)
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def run_key(subject: str, partition: str, window_digest: str) -> str:
@@ -50,7 +52,7 @@ def _read_cursor(cursor: str | None) -> dict[str, dict[str, Any]]:
     state = json.loads(cursor) if cursor else {}
     if state and "open" not in state:  # the cursor of earlier releases: open-hour times only
         state = {"open": state}
-    return {part: state.get(part, {}) for part in ("open", "markers", "waiting")}
+    return {part: state.get(part, {}) for part in ("open", "markers", "waiting", "pruned")}
 
 
 def open_hour_due(last: str | None, now: datetime, refresh_seconds: int) -> bool:
@@ -117,7 +119,10 @@ def build_staging_sensor(
             )
             cursor["markers"][subject] = plan.last_marker
             cursor["waiting"][subject] = [partition_key(h) for h in plan.waiting]
-            prune_change_markers(store, subject, now - MARKER_RETENTION)
+            pruned = cursor["pruned"].get(subject)
+            if pruned is None or now - datetime.fromisoformat(pruned) >= PRUNE_EVERY:
+                prune_change_markers(store, subject, now - MARKER_RETENTION)
+                cursor["pruned"][subject] = now.isoformat()
             checked += len(plan.hours)
             listed: dict[datetime, Manifest] = {}
             for hour in plan.hours:
