@@ -143,13 +143,15 @@ _ENVELOPE_ID = re.compile(rb'\{"event_id":"((?:[^"\\]|\\.)*)"')
 
 
 def _line_id(line: bytes) -> str | None:
-    match = _ENVELOPE_ID.match(line)
-    if match is not None:
-        raw = match[1]
-        return raw.decode() if b"\\" not in raw else json.loads(b'"' + raw + b'"')
+    """The envelope's event id, or None for a line that is not an envelope (any bytes: a
+    hand-dropped file may hold anything, and a neighbour's line must never fail an hour)."""
     try:
+        match = _ENVELOPE_ID.match(line)
+        if match is not None:
+            raw = match[1]
+            return raw.decode() if b"\\" not in raw else json.loads(b'"' + raw + b'"')
         return parse_envelope(0, line).event_id
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError and JSON errors included
         return None
 
 

@@ -3,6 +3,8 @@ copies, event-time hours; on the local lake and on the S3 server."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from cxone_pipeline.defs.sensors import build_staging_sensor
 from cxone_pipeline.lake.layout import (
     CHANGES,
     curated_key,
+    import_key,
     parse_change_marker,
     parse_staging_key,
     partition_hour,
@@ -318,3 +321,27 @@ def test_a_stale_copy_pushed_later_never_overrides_the_newer_one(
     outcome = curate(store, contact, H10)
     assert [row["note"] for row in curated(store, "contact", H10)] == ["pulled, newer"]
     assert (outcome.rows, outcome.result.duplicates_dropped) == (1, 1)
+
+
+def test_lines_that_are_not_utf8_are_rejected_alone_and_never_fail_an_hour(store: Store) -> None:
+    """Arrow's JSON reader does not check UTF-8; Python's does. A hand-dropped object with
+    bytes that are not UTF-8 (in an unmapped value, a declared field, an event id) must give
+    the per-record path's answer for those lines only, here and in the neighbour hour."""
+    good = [envelope(f"g{n}", H10 + timedelta(minutes=n), CALL_PAYLOADS["v2"]) for n in range(6)]
+    lines = [json.dumps(e).encode() for e in good]
+    bad_unmapped = json.dumps(envelope("b1", H10, {**CALL_PAYLOADS["v2"], "note": "XX"}))
+    bad_field = json.dumps(envelope("b2", H10, {**CALL_PAYLOADS["v2"], "customerId": "XX"}))
+    bad_id = json.dumps(envelope("XX", H10, CALL_PAYLOADS["v2"]))
+    for text in (bad_unmapped, bad_field, bad_id):
+        lines.append(text.encode().replace(b"XX", b"\xff\xfe"))
+    key = import_key("call_event", H10, "ab" * 16)
+    store.put(key, gzip.compress(b"\n".join(lines) + b"\n"))
+    stage(store, "call_event", H11, [envelope("g9", H11, CALL_PAYLOADS["v1"])])
+
+    outcome = curate(store, CALL_EVENT, H10)
+    later = curate(store, CALL_EVENT, H11)
+
+    assert ids(curated(store, "call_event", H10)) == [f"g{n}" for n in range(6)]
+    assert outcome.rejected == 3
+    assert sorted(r.code for r in outcome.result.rejects) == ["not_an_object"] * 3
+    assert ids(curated(store, "call_event", H11)) == ["g9"] and later.rejected == 0

@@ -415,6 +415,14 @@ class ObjectLines:
         ends = self.starts + self.lengths
         return (chars[self.starts] == ord("{")) & (chars[ends - 1] == ord("}"))
 
+    def utf8(self) -> np.ndarray:
+        """Lines that are valid UTF-8 (checked line by line only when the object is not)."""
+        try:
+            self.text.decode("utf-8")
+        except UnicodeDecodeError:
+            return np.array([_is_utf8(self.line(i)) for i in range(len(self))], dtype=bool)
+        return np.ones(len(self), dtype=bool)
+
     def rows_matching(self, pattern: re.Pattern[bytes]) -> np.ndarray:
         """Per line, how many times `pattern` occurs in it (one pass over the text)."""
         found = np.fromiter((m.start() for m in pattern.finditer(self.text)), dtype=np.int64)
@@ -430,6 +438,14 @@ class ObjectLines:
             nothing = np.zeros(len(self), dtype=np.int64)
             return nothing, nothing
         return self.rows_matching(_NULL), self.rows_matching(_ENVELOPE_NULL)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _NULL = re.compile(rb"null")
@@ -476,8 +492,9 @@ def parse_runs(
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     runs: list[ArrowRun] = []
     # A line that is not braced cannot be an envelope (a truncated line, a JSON array): sifting
-    # them out here saves Arrow a failed parse each.
-    braced = staged.braced()
+    # them out here saves Arrow a failed parse each. Arrow does not check UTF-8 (Python's
+    # json does): lines that are not UTF-8 go to the per-record path, which rejects them.
+    braced = staged.braced() & staged.utf8()
     for pattern in tuple(conflicts):
         suspects = staged.rows_matching(re.compile(pattern)) > 0
         if suspects.sum() * 2 <= len(staged):  # only ever set a minority aside

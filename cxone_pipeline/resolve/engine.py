@@ -405,7 +405,9 @@ def _resolve_batch(
         parts, deferred = _fast_parts(
             batch, source, subject, plans, outcome.schema, outcome.unmapped_samples
         )
-    except pa.ArrowException:  # an Arrow quirk on odd input: every row goes per record
+    # An Arrow quirk on odd input, or a line Arrow read that json refuses: every row of the
+    # batch goes per record, which decides line by line.
+    except (pa.ArrowException, MalformedEnvelope):
         parts, deferred = [], batch.eligible.copy()
     outcome.parts += parts
     for index in np.flatnonzero(deferred):
