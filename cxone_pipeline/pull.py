@@ -160,7 +160,13 @@ def stage_records(
             digest.update(b"\n" + text)
         try:
             envelopes = envelope_lines(
-                [record for _, _, record in entries], received_at, writer, None, rules, first_hour
+                [record for _, _, record in entries],
+                received_at,
+                writer,
+                None,
+                rules,
+                first_hour,
+                keep_lone_surrogates=True,
             )
         except IntakeError as exc:
             raise PullError(f"{schemas.name}: {exc.detail}") from None

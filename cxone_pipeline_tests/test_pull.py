@@ -22,8 +22,9 @@ from cxone_pipeline.lake.layout import (
     zone_prefix,
 )
 from cxone_pipeline.lake.store import LocalStore, Store
-from cxone_pipeline.pull import PullError, pull_hours, sync_since, sync_updates
+from cxone_pipeline.pull import PullError, pull_hours, stage_records, sync_since, sync_updates
 from cxone_pipeline.registry import SubjectSchemas, load_subject
+from cxone_pipeline.resolve import read_rejects
 from cxone_pipeline.settings import DEFAULT_SCHEMAS_DIR
 from cxone_pipeline_tests.cxone_simulator import (
     CXoneSimulator,
@@ -369,3 +370,28 @@ def test_pulled_envelopes_read_back_as_gzip_ndjson(sim: CXoneSimulator, local_st
     envelope = json.loads(lines[0])
     assert set(envelope) == {"event_id", "received_at", "schema_version", "payload"}
     assert envelope["received_at"].endswith("Z")
+
+
+def test_a_record_with_a_lone_surrogate_is_staged_and_quarantined_alone(local_store: Store) -> None:
+    """A .NET API cutting free text mid-emoji sends "\\ud83d" alone. A puller cannot ask CXone
+    to fix it: the hour is staged (escaped), the record quarantined, the others curated, and a
+    sync reading it moves on."""
+    hour = closed_hour(5)
+    records = completed_contacts(hour, 3)
+    records[1]["dispositionNotes"] = "call back \ud83d"
+    staged = stage_records(
+        local_store, CONTACTS, records, "v2", hour + timedelta(hours=2), FIRST_HOUR
+    )
+    assert staged.objects_written == 1 and staged.records_per_hour == {hour: 3}
+
+    outcome = curate_hour(local_store, CONTACTS, hour)
+
+    assert sorted(outcome.result.table.column("contact_id").to_pylist()) == [
+        records[0]["contactId"],
+        records[2]["contactId"],
+    ]
+    [reject] = outcome.result.rejects
+    assert reject.envelope["event_id"] == str(records[1]["contactId"])
+    assert "is not valid Unicode text" in reject.message
+    written = read_rejects(local_store.get(outcome.quarantine_key))
+    assert written[0]["payload"]["dispositionNotes"] == "call back \ud83d"

@@ -306,6 +306,7 @@ def envelope_lines(
     key_per_event: bool = False,
     arrived_at: datetime | None = None,
     texts: list[str] | None = None,
+    keep_lone_surrogates: bool = False,
 ) -> Envelopes:
     """Event ids and one serialized envelope line per event, under its staging hour.
 
@@ -313,7 +314,10 @@ def envelope_lines(
     `webhook-id`) a multi-event body's event n is `<key>:<n>`. `arrived_at` stands in for
     `received_at` as the hour of events without an event time (a signed timestamp, so a
     replay lands in the same hour). `texts`, each payload's strict JSON as sent, are spliced
-    into the lines instead of serializing the payloads again."""
+    into the lines instead of serializing the payloads again. A payload holding an unpaired
+    UTF-16 surrogate is refused (a sender, or whoever holds an import file, can fix it),
+    unless `keep_lone_surrogates` (pulls: nobody can fix what CXone sends), which stages it
+    escaped for curation to quarantine alone."""
     if idempotency_key is not None and len(events) != 1 and not key_per_event:
         raise IntakeError(
             400, "invalid_header", "Idempotency-Key applies to a single-event body only"
@@ -345,9 +349,18 @@ def envelope_lines(
                 line = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
         except UnicodeEncodeError:
             # Only a \ud800-\udfff escape without its pair gets here: the body was valid UTF-8.
-            raise invalid_json(
-                f"event {n} holds an unpaired UTF-16 surrogate escape, which is not Unicode text"
-            ) from None
+            if not keep_lone_surrogates:
+                raise invalid_json(
+                    f"event {n} holds an unpaired UTF-16 surrogate escape, which is not Unicode "
+                    "text"
+                ) from None
+            envelope = {
+                "event_id": eid,
+                "received_at": stamp,
+                "schema_version": schema_version,
+                "payload": payload,
+            }
+            line = json.dumps(envelope, separators=(",", ":")).encode()  # escaped: ASCII
         except ReservedEventId as exc:
             raise IntakeError(400, "invalid_event_id", f"event {n}: {exc}") from None
         result.ids.append(eid)

@@ -19,7 +19,11 @@ class Reject:
     def to_json_line(self) -> bytes:
         """One NDJSON line, newline included: the envelope plus `"error": {code, message}`."""
         record = {**self.envelope, "error": {"code": self.code, "message": self.message}}
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode() + b"\n"
+        except UnicodeEncodeError:  # an unpaired surrogate, kept as its JSON escape
+            return json.dumps(record, separators=(",", ":")).encode() + b"\n"
 
 
 def rejects_to_bytes(rejects: list[Reject]) -> bytes:
