@@ -475,6 +475,9 @@ def sensor_hours(
 # Markers are re-read this far back at each tick: a writer stamps its marker before its
 # write completes, and writers' clocks differ a little.
 MARKER_OVERLAP = timedelta(minutes=10)
+# Hours one sensor tick compares at most per subject (each costs a listing and an event-log
+# read): far inside Dagster's 60 s sensor timeout even on S3.
+MAX_HOURS_PER_TICK = 200
 
 
 @dataclass(frozen=True)
@@ -498,31 +501,47 @@ def plan_sensor_hours(
     first_hour: datetime,
     last_marker: str | None,
     waiting: list[datetime],
+    most: int = MAX_HOURS_PER_TICK,
 ) -> SensorPlan:
     """The look-back window, the hours change markers name since `last_marker` (however old:
     late events, imports, pulls), and their neighbours within the dedupe horizon, whose
-    outcome may depend on them. Marker hours wait until closed and past the grace period."""
+    outcome may depend on them. Marker hours wait until closed and past the grace period.
+
+    At most `most` hours per tick, so a tick stays far inside Dagster's sensor timeout however
+    many hours an import or a sender touched: the look-back window first, then marker hours
+    oldest first; the others wait in `waiting` for the next ticks."""
     start = None
     if last_marker is not None and (marker := parse_change_marker(last_marker)) is not None:
-        start = change_marker_after(schemas.name, marker.written_at - MARKER_OVERLAP)
+        # Bounded by now: a writer whose clock runs fast must not move the start past markers
+        # that writers with a right clock are still leaving.
+        read_from = min(marker.written_at, now) - MARKER_OVERLAP
+        start = change_marker_after(schemas.name, read_from)
     markers = [
         found
         for info in store.list(zone_prefix(CHANGES, schemas.name), start_after=start)
         if (found := parse_change_marker(info.key)) is not None
     ]
-    named = set(waiting) | {m.hour for m in markers}
+    named = {h for h in set(waiting) | {m.hour for m in markers} if h >= first_hour}
     closed = {h for h in named if now >= h + timedelta(hours=1) + close_grace}
-    hours = set(sensor_hours(now, lookback_hours, close_grace, open_hour_due, first_hour))
     horizon = schemas.rules.horizon_hours
-    for hour in closed | {h for h in hours if h < hour_floor(now)}:
-        for offset in range(-horizon, horizon + 1):
-            neighbour = hour + timedelta(hours=offset)
-            if now >= neighbour + timedelta(hours=1) + close_grace:
-                hours.add(neighbour)
+
+    def with_neighbours(hour: datetime) -> list[datetime]:
+        near = (hour + timedelta(hours=offset) for offset in range(-horizon, horizon + 1))
+        return [h for h in near if now >= h + timedelta(hours=1) + close_grace or h == hour]
+
+    hours: set[datetime] = set()
+    for hour in sensor_hours(now, lookback_hours, close_grace, open_hour_due, first_hour):
+        hours.update(with_neighbours(hour) if hour < hour_floor(now) else [hour])
+    later = []
+    for hour in sorted(closed):
+        if len(hours) >= most:
+            later.append(hour)
+            continue
+        hours.update(with_neighbours(hour))
     newest = max((m.key for m in markers), default=last_marker)
     return SensorPlan(
         hours=sorted(h for h in hours if h >= first_hour),
-        waiting=sorted(h for h in named - closed if h >= first_hour),
+        waiting=sorted((named - closed) | set(later)),
         last_marker=newest,
         markers_read=len(markers),
     )

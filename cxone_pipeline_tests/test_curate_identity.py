@@ -345,3 +345,22 @@ def test_lines_that_are_not_utf8_are_rejected_alone_and_never_fail_an_hour(store
     assert outcome.rejected == 3
     assert sorted(r.code for r in outcome.result.rejects) == ["not_an_object"] * 3
     assert ids(curated(store, "call_event", H11)) == ["g9"] and later.rejected == 0
+
+
+def test_a_request_spanning_more_than_a_day_of_hours_is_refused_before_staging(
+    store: Store, contact: SubjectSchemas, tmp_path: Path
+) -> None:
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hours = [start - timedelta(hours=n + 1) for n in range(25)]
+    body = [
+        {"contactId": n, "contactStartDate": h.strftime("%Y-%m-%dT%H:%M:%SZ"), "note": "x"}
+        for n, h in enumerate(hours)
+    ]
+    with running_landing(store, schemas_dir=tmp_path / "schemas") as url:
+        refused = httpx.post(f"{url}/ingest/contact", json=body, headers=AUTH)
+        day = httpx.post(f"{url}/ingest/contact", json=body[:24], headers=AUTH)
+    assert (refused.status_code, refused.json()["error"]) == (413, "too_many_hours")
+    assert day.status_code == 202
+    assert (
+        len({parse_staging_key(e["_key"]).hour for e in staged_envelopes(store, "contact")}) == 24
+    )

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from cxone_pipeline.curate import staging_window
+from cxone_pipeline.curate import plan_sensor_hours, staging_window
 from cxone_pipeline.defs.sensors import build_staging_sensor, run_key, waiting_for
 from cxone_pipeline.lake.layout import (
     CHANGES,
@@ -183,12 +183,9 @@ def test_tick_lists_only_the_look_back_hours(
         for hour in window
     }
     markers = [zone_prefix(CHANGES, s) for s in ("agent_state", "call_event")]
-    # The markers: read from the cursor, and the old ones pruned (at most once an hour).
-    assert sorted(p for p in listed if not p.startswith("staging/")) == sorted(markers * 2)
-    assert result.run_requests == []
-    listed.clear()
-    tick(lake, instance, cursor=result.cursor)
+    # The markers: one listing per subject (pruning lists them at most once an hour more).
     assert sorted(p for p in listed if not p.startswith("staging/")) == sorted(markers)
+    assert result.run_requests == []
 
 
 def test_skip_reasons_say_what_the_sensor_waits_for() -> None:
@@ -202,3 +199,71 @@ def test_skip_reasons_say_what_the_sensor_waits_for() -> None:
     )
     late = {"call_event": datetime(2026, 3, 4, 21, 55, tzinfo=timezone.utc).isoformat()}
     assert "curated once closed, at 22:02 UTC" in waiting_for(now, late, 900, 120)
+
+
+def test_markers_a_saved_cursor_has_not_read_are_never_pruned(
+    lake: Lake, instance: DagsterInstance
+) -> None:
+    """A tick that fails after pruning but before its cursor is saved must not lose markers:
+    pruning only takes what the saved cursor had read (and is older than a day)."""
+    now = datetime.now(timezone.utc)
+    read = change_marker_key("call_event", closed_hour(24 * 9), now - timedelta(days=3))
+    unread = [closed_hour(24 * 8), closed_hour(24 * 7)]
+    lake.store.put(read, b"")
+    for n, hour in enumerate(unread):
+        stage(lake.store, "call_event", hour, call_events(hour, prefix=f"u{n}"))
+        lake.store.put(change_marker_key("call_event", hour, now - timedelta(days=2, hours=n)), b"")
+    cursor = json.dumps({"open": {}, "markers": {"call_event": read}, "waiting": {}})
+
+    result = tick(lake, instance, cursor=cursor)
+
+    assert sorted(r.partition_key for r in result.run_requests) == [
+        partition_key(h) for h in unread
+    ]
+
+    def left() -> list[str]:
+        return sorted(info.key for info in lake.store.list(zone_prefix(CHANGES, "call_event")))
+
+    assert len(left()) == 3  # nothing this tick read was pruned before its cursor is saved
+    state = json.loads(result.cursor)
+    state["pruned"] = {}  # an hour later
+    tick(lake, instance, cursor=json.dumps(state))
+    newest = max(left())
+    assert left() == [newest] and newest == state["markers"]["call_event"]
+
+
+def test_a_tick_compares_a_bounded_number_of_hours_and_carries_the_rest(lake: Lake) -> None:
+    """An import or a sender touching thousands of old hours must not push a tick past
+    Dagster's sensor timeout: the rest waits in the cursor for the next ticks."""
+    now = datetime.now(timezone.utc)
+    touched = [closed_hour(24 * 30) + timedelta(hours=3 * n) for n in range(40)]
+    for hour in touched:
+        lake.store.put(change_marker_key("agent_state", hour, now), b"")
+    schemas = load_subject(DEFAULT_SCHEMAS_DIR, "agent_state")
+    knobs = {"lookback_hours": 3, "close_grace": timedelta(minutes=2), "open_hour_due": False}
+    first_hour = partition_hour(START)
+
+    first = plan_sensor_hours(
+        lake.store,
+        schemas,
+        now,
+        **knobs,
+        first_hour=first_hour,
+        last_marker=None,
+        waiting=[],
+        most=30,
+    )
+    assert len(first.hours) <= 30 + 3  # the look-back window always, then what fits
+    later = plan_sensor_hours(
+        lake.store,
+        schemas,
+        now,
+        **knobs,
+        first_hour=first_hour,
+        last_marker=first.last_marker,
+        waiting=first.waiting,
+        most=200,
+    )
+    compared = set(first.hours) | set(later.hours)
+    assert set(touched) <= compared and later.waiting == []
+    assert len(first.waiting) > 0

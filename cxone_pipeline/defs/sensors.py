@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from cxone_pipeline.curate import (
+    MARKER_OVERLAP,
     Manifest,
     plan_sensor_hours,
     prune_change_markers,
@@ -29,6 +30,7 @@ from cxone_pipeline.lake.layout import (
     CURATED,
     QUARANTINE,
     hour_floor,
+    parse_change_marker,
     partition_hour,
     partition_key,
 )
@@ -106,6 +108,7 @@ def build_staging_sensor(
                 continue
             schemas = registry[subject]
             open_due = open_hour_due(opened.get(subject), now, curation.open_hour_refresh_seconds)
+            read_before = cursor["markers"].get(subject)  # what the saved cursor has read
             plan = plan_sensor_hours(
                 store,
                 schemas,
@@ -114,14 +117,19 @@ def build_staging_sensor(
                 close_grace=timedelta(seconds=curation.close_grace_seconds),
                 open_hour_due=open_due,
                 first_hour=first_hour,
-                last_marker=cursor["markers"].get(subject),
+                last_marker=read_before,
                 waiting=[partition_hour(k) for k in cursor["waiting"].get(subject, [])],
             )
             cursor["markers"][subject] = plan.last_marker
             cursor["waiting"][subject] = [partition_key(h) for h in plan.waiting]
             pruned = cursor["pruned"].get(subject)
             if pruned is None or now - datetime.fromisoformat(pruned) >= PRUNE_EVERY:
-                prune_change_markers(store, subject, now - MARKER_RETENTION)
+                # Only markers a saved cursor has read: if this tick fails before its cursor is
+                # saved, the next one still finds what this one read.
+                read = parse_change_marker(read_before) if read_before else None
+                if read is not None:
+                    before = min(now - MARKER_RETENTION, read.written_at - MARKER_OVERLAP)
+                    prune_change_markers(store, subject, before)
                 cursor["pruned"][subject] = now.isoformat()
             checked += len(plan.hours)
             listed: dict[datetime, Manifest] = {}

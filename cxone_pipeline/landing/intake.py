@@ -265,6 +265,9 @@ def header_token(headers: Mapping[str, str], name: str) -> str | None:
 
 # An event time further ahead than this is a sender's clock or a bad value, not an event.
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# Each staging hour of a request is an object and a change marker written while the
+# subject's writer waits: a day's worth per request; history goes through `import`.
+MAX_HOURS_PER_REQUEST = 24
 
 
 def staging_hour(
@@ -366,4 +369,11 @@ def envelope_lines(
         result.ids.append(eid)
         hour = staging_hour(rules, payload, received_at, first_hour, arrived_at)
         result.by_hour.setdefault(hour, []).append(line + b"\n")
+        if len(result.by_hour) > MAX_HOURS_PER_REQUEST:
+            raise IntakeError(
+                413,
+                "too_many_hours",
+                f"the events' times span more than {MAX_HOURS_PER_REQUEST} hours: split the "
+                "request, or stage history with `cxone-pipeline import`",
+            )
     return result
