@@ -47,12 +47,17 @@ class Staged:
     records_per_hour: dict[datetime, int] = field(default_factory=dict)
     objects_written: int = 0
     objects_skipped: int = 0
+    # Records that started before the first partition: not staged (the lake does not hold
+    # those hours, and staging each update under the hour it was pulled would curate the
+    # contact once per pull).
+    before_first_partition: int = 0
 
     def add(self, other: Staged) -> None:
         for hour, count in other.records_per_hour.items():
             self.records_per_hour[hour] = self.records_per_hour.get(hour, 0) + count
         self.objects_written += other.objects_written
         self.objects_skipped += other.objects_skipped
+        self.before_first_partition += other.before_first_partition
 
 
 @dataclass
@@ -145,14 +150,18 @@ def stage_records(
     stage nothing new however often they are pulled; `received_at` goes into new envelopes."""
     rules = schemas.rules
     by_hour: dict[datetime, list[tuple[str, bytes, dict[str, Any]]]] = {}
+    staged = Staged()
     try:
         for record in records:
+            moment = rules.event_time(record)
+            if moment is not None and moment < first_hour:
+                staged.before_first_partition += 1
+                continue
             hour = staging_hour(rules, record, received_at, first_hour)
             entry = (rules.event_id(record), canonical_json(record), record)
             by_hour.setdefault(hour, []).append(entry)
     except ReservedEventId as exc:
         raise PullError(f"{schemas.name}: {exc}") from None
-    staged = Staged()
     for hour, entries in sorted(by_hour.items()):
         entries.sort(key=lambda entry: entry[:2])
         digest = hashlib.sha256(writer.encode())

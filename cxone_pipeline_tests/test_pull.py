@@ -395,3 +395,19 @@ def test_a_record_with_a_lone_surrogate_is_staged_and_quarantined_alone(local_st
     assert "is not valid Unicode text" in reject.message
     written = read_rejects(local_store.get(outcome.quarantine_key))
     assert written[0]["payload"]["dispositionNotes"] == "call back \ud83d"
+
+
+def test_updates_of_contacts_older_than_the_lake_are_counted_not_staged(
+    local_store: Store,
+) -> None:
+    """Staged under the hour each sync pulled them, every update of a contact that started
+    before the first partition would be curated once more in another hour."""
+    records = completed_contacts(FIRST_HOUR - timedelta(hours=1), 2) + completed_contacts(
+        FIRST_HOUR + timedelta(hours=1), 1, first_id=8_000_000_000
+    )
+    for pulled_at in (FIRST_HOUR + timedelta(hours=30), FIRST_HOUR + timedelta(hours=32)):
+        staged = stage_records(local_store, CONTACTS, records, "v2", pulled_at, FIRST_HOUR)
+        assert staged.before_first_partition == 2
+        assert staged.records_per_hour == {FIRST_HOUR + timedelta(hours=1): 1}
+    keys = [e["_key"] for e in staged_envelopes(local_store, "completed_contact")]
+    assert len(keys) == 1  # the one contact inside the lake, once: the re-pull added nothing

@@ -66,6 +66,7 @@ def pull_metadata(report: PullReport) -> dict[str, Any]:
         "duration_seconds": round(report.seconds, 3),
         "objects_written": report.staged.objects_written,
         "objects_unchanged": report.staged.objects_skipped,
+        "records_before_first_partition": report.staged.before_first_partition,
     }
 
 
@@ -191,6 +192,12 @@ def build_cxone_sync_sensor(
                 f"{subject}: {report.records} updated record(s) since {since.isoformat()} in "
                 f"{report.pages} page(s), staged in {hours} hour(s) "
                 f"({report.staged.objects_written} new object(s))"
+                + (
+                    f"; {report.staged.before_first_partition} started before "
+                    "CXONE_PIPELINE_PARTITIONS_START and were not staged"
+                    if report.staged.before_first_partition
+                    else ""
+                )
                 + ("" if report.complete else "; more next tick")
             )
         return SensorResult(
