@@ -364,3 +364,21 @@ def test_a_request_spanning_more_than_a_day_of_hours_is_refused_before_staging(
     assert (
         len({parse_staging_key(e["_key"]).hour for e in staged_envelopes(store, "contact")}) == 24
     )
+
+
+def test_under_first_the_earlier_hour_wins_even_if_its_copy_was_received_later(
+    store: Store,
+) -> None:
+    """A signed request is staged by its signed time: a retry signed at 11:00:00.5 may be
+    received before the 10:59:59 attempt, which the clock puts in hour 10. Ranking by hour
+    first keeps one copy, in hour 10, from both sides."""
+    stage(
+        store, "call_event", H10, [envelope("e1", H11 + timedelta(seconds=2), CALL_PAYLOADS["v2"])]
+    )
+    stage(
+        store, "call_event", H11, [envelope("e1", H11 + timedelta(seconds=1), CALL_PAYLOADS["v2"])]
+    )
+    for hour in (H11, H10):
+        curate(store, CALL_EVENT, hour)
+    assert ids(curated(store, "call_event", H10)) == ["e1"]
+    assert ids(curated(store, "call_event", H11)) == []

@@ -503,7 +503,7 @@ def test_iso_times_and_item_keys_take_the_columnar_path_only_in_the_exact_form(t
         "2026-11-27T10:00Z",  # no seconds
         "2026-02-29T10:00:00Z",  # not a day: quarantined
         "2026-11-27T24:00:00Z",  # not a time: quarantined
-        "2026-11-27T10:00:00+24:00",  # an offset Python takes and Arrow might not
+        "2026-11-27T10:00:00+24:00",  # not a zone offset: quarantined
         "2026-11-27T10:00:00",  # no zone: quarantined
     ]
     payloads = [
@@ -520,16 +520,15 @@ def test_iso_times_and_item_keys_take_the_columnar_path_only_in_the_exact_form(t
         transform([staged(payloads * 4)], schemas)
     assert len(calls) == 4 * (len(slow) + 2)  # the exact forms went columnar, only they
     rows = {r["contact_id"]: r for r in result.table.to_pylist()}
-    assert sorted(rows) == [0, 2, 3, 4, 5, 6, 9]
+    assert sorted(rows) == [0, 2, 3, 4, 5, 6]
     assert rows[0]["updated"] is None and rows[0]["tags"] == ["vip"]
     assert rows[2]["start"] == datetime(
         2024, 2, 29, 23, 59, 59, 999000, timezone(timedelta(hours=-5, minutes=-30))
     )
     assert rows[4]["start"] == datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=timezone.utc)
     assert rows[6]["start"] == datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
-    assert rows[9]["start"] == datetime(2026, 11, 26, 10, tzinfo=timezone.utc)
     assert sorted(set(rejected(result).values())) == ["no_matching_schema"]
-    assert len(result.rejects) == 4 * 4  # contacts 1, 7, 8 and 10
+    assert len(result.rejects) == 4 * 5  # contacts 1, 7, 8, 9 and 10
 
 
 def test_dates_and_times_hold_only_what_reads_as_one(tmp_path, capsys):

@@ -33,6 +33,7 @@ CANONICAL = {
             "aliases": ["lastUpdateTime"],
         },
         {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "queue", "type": "string", "default": "main"},
     ],
 }
 WRITER = {
@@ -123,6 +124,7 @@ def test_derived_ids_cannot_be_supplied() -> None:
         ({"evnt_id": "contact_id"}, "evnt_id: unknown setting; did you mean 'event_id'?"),
         ({"event_id": "contactid"}, "'contactid' is not a field of canonical.avsc; did you mean"),
         ({"event_id": ["contact_id", 7]}, "event_id: 7 is not a field of canonical.avsc"),
+        ({"event_id": "queue"}, "event_id: 'queue' has a default: every payload without it"),
         ({"event_time": "note"}, "event_time: 'note' must be a timestamp-millis or timestamp-"),
         ({"keep": "newest"}, "keep: 'newest': use 'first' (earliest received) or 'latest'"),
         ({"keep": "latest"}, "keep_by: keep 'latest' needs keep_by"),

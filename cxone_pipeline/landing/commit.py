@@ -108,9 +108,14 @@ class GroupCommitter:
         drains = self._drains.setdefault(subject, set())
         if len(drains) < self._writes_per_subject:
             drains.add(asyncio.create_task(self._drain(subject)))
-        # Shielded: a client that disconnects must not cancel the write others share.
-        for request in requests:
-            await asyncio.shield(request.done)
+        # Shielded: a client that disconnects must not cancel the write others share. Every
+        # hour's outcome is awaited (none left unretrieved); the first failure is raised.
+        outcomes = await asyncio.gather(
+            *(asyncio.shield(request.done) for request in requests), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def close(self) -> None:
         """Refuse new requests and wait until everything queued is written or failed."""

@@ -37,19 +37,23 @@ _INTEGERS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 # The one ISO-8601 form both resolution paths accept: date, time to the minute at least,
 # up to nine fraction digits, and a zone (a time without one is ambiguous, so refused).
 ISO_8601 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
-    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
+    r"(?::([0-9]{2})(?:\.([0-9]{1,9}))?)?"
+    r"(?:([Zz])|([+-])([01][0-9]|2[0-3]):?([0-5][0-9]))"
 )
 # ISO-8601 durations in the designator form; years and months only when zero (they have no
 # fixed length in seconds). Each number may carry a fraction ("." or ",").
-_DURATION_NUMBER = r"(\d+(?:[.,]\d+)?)"
+_DURATION_NUMBER = r"([0-9]+(?:[.,][0-9]+)?)"
 ISO_8601_DURATION = re.compile(
     rf"([+-])?P(?:{_DURATION_NUMBER}Y)?(?:{_DURATION_NUMBER}M)?(?:{_DURATION_NUMBER}W)?"
     rf"(?:{_DURATION_NUMBER}D)?(?:T(?:{_DURATION_NUMBER}H)?(?:{_DURATION_NUMBER}M)?"
     rf"(?:{_DURATION_NUMBER}S)?)?"
 )
 _DURATION_SECONDS = (None, None, 7 * 86_400, 86_400, 3_600, 60, 1)
-_NUMBER_TEXT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+# ASCII digits only: `\d` would also take other scripts' digits, which no API sends.
+_NUMBER_TEXT = re.compile(
+    r"[+-]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

@@ -191,6 +191,13 @@ def _rules(
         raise fail("event_id", "must be a canonical field name or a list of them")
     ids = tuple(spelling("event_id", name) for name in raw_ids)
     for item in ids:
+        if fields[item.name].get("default") is not None:
+            raise fail(
+                "event_id",
+                f"{item.name!r} has a default: every payload without it would get the same "
+                "id; an id field takes no default",
+            )
+    for item in ids:
         if _base_type(fields[item.name]["type"]) not in ("string", "int", "long"):
             raise fail("event_id", f"{item.name!r} must be a string, int or long field")
 

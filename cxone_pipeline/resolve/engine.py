@@ -575,11 +575,12 @@ def select(
     other hours, from `copies`), then this input's part of the outcome.
 
     A copy that resolves always wins over one that does not. Among resolvable copies the
-    keep policy decides: `first` the earliest received (then the earlier hour, then input
-    order), `latest` the greatest keep-by value (ties: the later received). Among
-    unresolvable ones the earliest received is quarantined. Losing copies are counted as
-    duplicates (within the input or across hours) or, when unresolvable and a resolvable
-    copy exists, as superseded.
+    keep policy decides: `first` the copy of the earliest hour, then the earliest received,
+    then input order (a signed request is staged by its signed time, which may put a retry
+    received first into the later hour); `latest` the greatest keep-by value (ties: the
+    later received). Among unresolvable copies the same order picks the one quarantined.
+    Losing copies are counted as duplicates (within the input or across hours) or, when
+    unresolvable and a resolvable copy exists, as superseded.
     """
     local = copies(resolved, subject, 0)
     everything = pa.concat_tables([local, *neighbours]).combine_chunks()
@@ -599,7 +600,10 @@ def select(
     order = [(COPY_ID, "ascending"), (COPY_VALID, "descending")]
     if latest:
         order.append((COPY_KEEP, "descending"))
-    order += [(COPY_RECEIVED, later), (COPY_ORDER, later), (_SEQ, later)]
+    if latest:
+        order += [(COPY_RECEIVED, later), (COPY_ORDER, later), (_SEQ, later)]
+    else:
+        order += [(COPY_ORDER, later), (COPY_RECEIVED, later), (_SEQ, later)]
     # Nulls (no keep value, no readable received_at) lose.
     keys = [(name, direction, "at_end") for name, direction in order]
     contested = everything.filter(pa.array(several))
