@@ -398,11 +398,11 @@ def _event_time(payload: dict[str, Any], time_field: str, where: str) -> datetim
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import",
-        help="stage exported event files (JSON array or NDJSON, gzip or not) for a backfill",
+        help="stage exported event files (JSON array or NDJSON, gzip or not) as history",
         description="Stage historical events as envelopes under their hours in the lake's "
         "staging zone, in objects of at most 50,000 events named by their content: "
-        "re-running skips what is already staged. Then backfill the printed hours of "
-        "curated/<subject> from the Dagster UI.",
+        "re-running skips what is already staged. Each object leaves a change marker, so "
+        "the staging sensor curates the hours it touches.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="exported events")
     parser.add_argument("--subject", required=True, help="registry subject, e.g. call_event")

@@ -59,6 +59,18 @@ def propose_schema_job(subjects: Sequence[str]) -> dg.JobDefinition:
     return propose_schema
 
 
+# What one launch may ask for at most: a year of hours, a million records.
+MAX_HOURS = 24 * 366
+MAX_RECORDS = 1_000_000
+
+
+def _check_bounds(config: dict) -> None:
+    if len(config["partitions"]) > MAX_HOURS or (config.get("since_hours") or 0) > MAX_HOURS:
+        raise ValueError(f"at most {MAX_HOURS} hours per proposal: narrow the window")
+    if not 0 < config["limit"] <= MAX_RECORDS:
+        raise ValueError(f"limit must be between 1 and {MAX_RECORDS}")
+
+
 def _propose(
     context: dg.OpExecutionContext,
     config: dict,
@@ -69,6 +81,7 @@ def _propose(
     store = lake.store()
     subject = config["subject"]
     try:
+        _check_bounds(config)
         if config["partitions"]:
             hours = [partition_hour(key) for key in config["partitions"]]
         else:

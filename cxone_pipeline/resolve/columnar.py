@@ -19,7 +19,7 @@ import pyarrow.json as pj
 
 from cxone_pipeline.registry import CONTROL_FIELDS, SchemaVersion, SubjectSchemas, find_version
 from cxone_pipeline.registry.detection import writer_checks
-from cxone_pipeline.registry.extensions import ISO_TIMESTAMPS, ITEM_KEY, LENIENT, uses_extensions
+from cxone_pipeline.registry.extensions import ISO_TIMESTAMPS, ITEM_KEY, uses_extensions
 from cxone_pipeline.registry.validation import INT_RANGE, is_unicode
 from cxone_pipeline.resolve.arrow_schema import avro_to_arrow
 from cxone_pipeline.resolve.records import LOGICAL_RANGES, PROMOTIONS, resolution
@@ -47,12 +47,11 @@ _FAST_BASES = {"string", "int", "long", "float", "double", "boolean"}
 @dataclass(frozen=True)
 class Extension:
     """What the fast path does with a writer field that uses an extension (registry.extensions):
-    ISO-8601 text in one exact form becomes its timestamp, blank text null where the field is
-    lenient and nullable, and `item_key` arrays their items' key; any other value is left to
-    the per-record path, which converts it or names why not."""
+    ISO-8601 text in one exact form becomes its timestamp and `item_key` arrays their items'
+    key; any other value (blank text of a lenient time included) is left to the per-record
+    path, which converts it or names why not."""
 
     iso_unit: str | None  # "ms" or "us" for iso-timestamp-millis/-micros
-    blank_null: bool
     item_key: str | None
 
     @classmethod
@@ -69,14 +68,15 @@ class Extension:
         key = field.get(ITEM_KEY)
         if unit is None and key is None:
             return None
-        blank_null = field.get(LENIENT) is True and len(inner) < len(branches)
-        return cls(unit, blank_null, key if isinstance(key, str) else None)
+        return cls(unit, key if isinstance(key, str) else None)
 
     def read(self, column: pa.Array) -> tuple[pa.Array, np.ndarray]:
         """The column in the field's effective type where the fast path can convert it, and
         the rows it leaves to the per-record path."""
         undecided = np.zeros(len(column), dtype=bool)
         if self.item_key is not None and pa.types.is_list(column.type):
+            if column.offset:  # `values` ignores a slice's offset: work on a compact copy
+                column = column.take(pa.array(np.arange(len(column))))
             items = column.values
             if pa.types.is_struct(items.type) and items.type.get_field_index(self.item_key) >= 0:
                 plucked = items.field(self.item_key)
@@ -87,10 +87,9 @@ class Extension:
             return column, undecided
         if self.iso_unit is None or not pa.types.is_string(column.type):
             return column, undecided
-        blank = as_mask(pc.equal(pc.utf8_trim_whitespace(column), ""))
         exact = as_mask(pc.match_substring_regex(column, _FAST_ISO[self.iso_unit]))
         exact[exact] = _real_moments(column.filter(pa.array(exact)))
-        undecided = as_mask(column.is_valid()) & ~exact & ~(blank & self.blank_null)
+        undecided = as_mask(column.is_valid()) & ~exact
         texts = pc.if_else(pa.array(exact), column, pa.scalar(None, pa.string()))
         try:
             moments = texts.cast(pa.timestamp(self.iso_unit, tz="UTC"))
