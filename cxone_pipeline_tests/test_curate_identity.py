@@ -286,11 +286,16 @@ def test_the_landing_stages_by_event_time_and_leaves_a_marker(
             "contactStartDate": (now + timedelta(hours=2)).isoformat(),
             "note": "future",
         },
+        {  # the hour before: inside the sensor's look-back window, so no marker
+            "contactId": 8,
+            "contactStartDate": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "note": "an hour ago",
+        },
     ]
     with running_landing(store, schemas_dir=tmp_path / "schemas") as url:
         response = httpx.post(f"{url}/ingest/contact", json=body, headers=AUTH)
     assert response.status_code == 202
-    assert response.json()["event_ids"] == ["5", "6", "7"]
+    assert response.json()["event_ids"] == ["5", "6", "7", "8"]
 
     hours = {
         e["payload"]["contactId"]: parse_staging_key(e["_key"]).hour

@@ -210,6 +210,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         max_pending_events=settings.max_pending_events,
         deadline_seconds=settings.store_deadline_seconds,
         writes_per_subject=LOCAL_WRITES_PER_SUBJECT if isinstance(store, LocalStore) else 1,
+        # The sensor reads CXONE_PIPELINE_SENSOR_LOOKBACK_HOURS from the same environment.
+        watched_hours=max(settings.sensor_lookback_hours - 1, 0),
     )
     admission = Admission(settings.max_concurrent_requests, settings.max_pending_bytes)
     parsers = ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="parse")

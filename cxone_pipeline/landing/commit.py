@@ -20,7 +20,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cxone_pipeline.lake.layout import change_marker_key, hour_floor, staging_key
 from cxone_pipeline.lake.store import Store, StoreError
@@ -64,7 +64,12 @@ class GroupCommitter:
         max_pending_events: int,
         deadline_seconds: float,
         writes_per_subject: int = 1,
+        watched_hours: int = 0,
     ) -> None:
+        """`watched_hours`: how many hours before the current one the staging sensor looks at
+        anyway (its look-back less one, so a write just before the hour turns is still seen):
+        writes into them need no change marker."""
+        self._watched = timedelta(hours=watched_hours)
         self._store = store
         self._metrics = metrics
         self._max_events = max_events
@@ -180,10 +185,13 @@ class GroupCommitter:
         received_at, hour = batch[0].received_at, batch[0].hour
         key = staging_key(subject, received_at, hour)
         # Written before the object: a marker without its object costs the sensor one look.
+        # Hours the sensor's look-back window still covers need none (most pushes of a
+        # subject dated by event time go to the hour before).
+        now_hour = hour_floor(received_at)
         marker = (
-            change_marker_key(subject, hour, received_at)
-            if hour != hour_floor(received_at)
-            else None
+            None
+            if now_hour - self._watched <= hour <= now_hour
+            else change_marker_key(subject, hour, received_at)
         )
         lines = [line for request in batch for line in request.lines]
         if time.monotonic() >= deadline:
